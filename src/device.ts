@@ -1,0 +1,268 @@
+/**
+ * The device: its endpoints, loaded and validated once at start-up from the config folder (factory
+ * defaults, never written) and the state folder (the live documents), then served from memory.
+ */
+
+import { mkdir, readdir, readFile, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { buildKeyring, keyringProblems, type Keyring } from "./auth.ts";
+import { deepFreeze, shapeProblems, type Json } from "./documents.ts";
+import { keepSavedEntries } from "./live-data.ts";
+import { buildSchema, isObject, type Schema } from "./schema.ts";
+import { CommitQueue, isTempFileName, NODE_FS, writeFileDurably, type StoreFs } from "./store.ts";
+
+/** The endpoint that is always open and read-only (SPEC §3). */
+export const DEVICE_ENDPOINT = "device";
+/** The endpoint that holds the key pairs. */
+export const APIKEYS_ENDPOINT = "apikeys";
+
+const ENDPOINT_FILE = /^([A-Za-z0-9_-][A-Za-z0-9_.-]*)\.json$/;
+
+/** One endpoint being served. */
+export interface Endpoint {
+  readonly name: string;
+  /** `device`: no key, no PUT. */
+  readonly readOnly: boolean;
+  readonly docs: CommitQueue<Json>;
+  /** Serialized answers of the committed document by request path, emptied by every commit. */
+  readonly answers: Map<string, Buffer>;
+}
+
+/** A start-up refusal: the message says which file and what is wrong. */
+export class StartupError extends Error {
+  override name = "StartupError";
+}
+
+/** Where the device lives on disk, and how to report what is worth a warning. */
+export interface LoadOptions {
+  readonly configDir: string;
+  readonly stateDir: string;
+  readonly fs?: StoreFs;
+  readonly warn?: (message: string) => void;
+}
+
+/** The loaded device. The keyring always reflects the committed `apikeys` document. */
+export class Device {
+  keyring: Keyring = new Map();
+  readonly endpoints = new Map<string, Endpoint>();
+
+  constructor(
+    readonly schema: Schema,
+    readonly factory: ReadonlyMap<string, Json>,
+  ) {}
+
+  /** Resolves once every change under way is on disk (for a clean stop). */
+  async idle(): Promise<void> {
+    await Promise.all([...this.endpoints.values()].map((e) => e.docs.idle()));
+  }
+
+  /** Names of endpoints open to anyone, and of endpoints still using a factory key. */
+  provisioningReport(): { open: string[]; factoryKeys: string[] } {
+    const factoryRing = buildKeyring(this.factory.get(APIKEYS_ENDPOINT));
+    const open: string[] = [];
+    const factoryKeys: string[] = [];
+    for (const [name, pair] of this.keyring) {
+      if (!this.endpoints.has(name)) continue;
+      if (pair.rd === "" || pair.wr === "") open.push(name);
+      const original = factoryRing.get(name);
+      if (original !== undefined && ((pair.rd !== "" && pair.rd === original.rd) || (pair.wr !== "" && pair.wr === original.wr))) {
+        factoryKeys.push(name);
+      }
+    }
+    return { open, factoryKeys };
+  }
+}
+
+async function readJson(path: string): Promise<unknown> {
+  const text = await readFile(path, "utf8");
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new StartupError(`${path}: not valid JSON (${(error as Error).message})`);
+  }
+}
+
+/** Serialized form of a state file: indented for the technician who opens it, newline-terminated. */
+export function fileText(doc: unknown): string {
+  return JSON.stringify(doc, null, 2) + "\n";
+}
+
+/** Reads the schema files of `<configDir>/schema/` (optional folder). */
+async function loadSchema(configDir: string): Promise<Schema> {
+  const dir = join(configDir, "schema");
+  let names: string[];
+  try {
+    names = (await readdir(dir)).filter((n) => n.endsWith(".json")).sort();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return buildSchema([]);
+    throw new StartupError(`${dir}: cannot be read (${(error as NodeJS.ErrnoException).code})`);
+  }
+  const files = [];
+  for (const name of names) files.push({ file: join(dir, name), content: await readJson(join(dir, name)) });
+  try {
+    return buildSchema(files);
+  } catch (error) {
+    throw new StartupError((error as Error).message);
+  }
+}
+
+/** Reads and checks the config folder: the factory documents and their rules. */
+export async function loadFactory(configDir: string): Promise<{ schema: Schema; factory: Map<string, Json> }> {
+  const schema = await loadSchema(configDir);
+  let entries: string[];
+  try {
+    entries = (await readdir(configDir, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name).sort();
+  } catch (error) {
+    throw new StartupError(`config folder ${configDir}: cannot be read (${(error as NodeJS.ErrnoException).code})`);
+  }
+  const factory = new Map<string, Json>();
+  const problems: string[] = [];
+  for (const file of entries) {
+    if (!file.endsWith(".json") || file.startsWith(".")) continue;
+    const match = ENDPOINT_FILE.exec(file);
+    const path = join(configDir, file);
+    if (match === null) {
+      problems.push(`${path}: an endpoint name may hold only letters, digits, "_", "-" and "."`);
+      continue;
+    }
+    let doc: unknown;
+    try {
+      doc = await readJson(path);
+    } catch (error) {
+      problems.push(error instanceof StartupError ? error.message : `${path}: cannot be read`);
+      continue;
+    }
+    for (const p of shapeProblems(doc, schema)) problems.push(`${path}: ${p}`);
+    factory.set(match[1] as string, deepFreeze(doc as Json));
+  }
+  const apikeys = factory.get(APIKEYS_ENDPOINT);
+  if (apikeys === undefined) {
+    problems.push(`${join(configDir, "apikeys.json")}: missing; every device needs its key pairs`);
+  } else {
+    for (const p of keyringProblems(apikeys)) problems.push(`${join(configDir, "apikeys.json")}: ${p}`);
+    const ring = buildKeyring(apikeys);
+    for (const name of factory.keys()) {
+      if (name !== DEVICE_ENDPOINT && !ring.has(name)) {
+        problems.push(`${join(configDir, name + ".json")}: endpoint "${name}" has no key pair in apikeys.json`);
+      }
+    }
+  }
+  for (const [endpoint, rule] of schema.live) {
+    if (!factory.has(endpoint)) continue;
+    if (!factory.has(rule.saveFlag.endpoint)) {
+      problems.push(`schema: live endpoint "${endpoint}" takes its save flags from "${rule.saveFlag.endpoint}", which does not exist`);
+    }
+  }
+  if (problems.length > 0) throw new StartupError(problems.join("\n"));
+  return { schema, factory };
+}
+
+/** Pairs of the factory `apikeys` that the state lacks (an update added an endpoint) are appended. */
+function withMissingPairs(state: Json, factory: Json): Json {
+  if (!isObject(state) || !isObject(factory) || !Array.isArray(state["keys"]) || !Array.isArray(factory["keys"])) return state;
+  const have = new Set(state["keys"].map((p) => (isObject(p) ? p["name"] : undefined)));
+  const missing = factory["keys"].filter((p) => isObject(p) && !have.has(p["name"]));
+  if (missing.length === 0) return state;
+  return { ...state, keys: [...state["keys"], ...missing] } as Json;
+}
+
+/**
+ * Loads the device: checks the config folder, creates and seeds the state folder, reads and checks
+ * every state file. Throws StartupError naming the file on any problem; never replaces a state
+ * file that exists with a factory one.
+ */
+export async function loadDevice(options: LoadOptions): Promise<Device> {
+  const fs = options.fs ?? NODE_FS;
+  const warn = options.warn ?? (() => undefined);
+  const { schema, factory } = await loadFactory(options.configDir);
+  const stateDir = options.stateDir;
+  try {
+    await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    throw new StartupError(`state folder ${stateDir}: cannot be created (${(error as NodeJS.ErrnoException).code})`);
+  }
+  let present: string[];
+  try {
+    present = await readdir(stateDir);
+  } catch (error) {
+    throw new StartupError(`state folder ${stateDir}: cannot be read (${(error as NodeJS.ErrnoException).code})`);
+  }
+  for (const name of present) {
+    // Left by a write that a crash interrupted; the real file is intact beside it.
+    if (isTempFileName(name)) await unlink(join(stateDir, name)).catch(() => undefined);
+  }
+  for (const name of present) {
+    const match = ENDPOINT_FILE.exec(name);
+    if (match !== null && !factory.has(match[1] as string)) {
+      warn(`state file ${join(stateDir, name)} belongs to no configured endpoint; left alone`);
+    }
+  }
+
+  const stored = new Map<string, Json>();
+  const problems: string[] = [];
+  for (const [name, factoryDoc] of factory) {
+    const path = join(stateDir, `${name}.json`);
+    let text: string;
+    try {
+      text = await readFile(path, "utf8");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") {
+        problems.push(`${path}: cannot be read (${(error as NodeJS.ErrnoException).code})`);
+        continue;
+      }
+      try {
+        await writeFileDurably(fs, stateDir, `${name}.json`, fileText(factoryDoc));
+      } catch (writeError) {
+        problems.push(`${path}: cannot be seeded (${(writeError as NodeJS.ErrnoException).code ?? "error"})`);
+        continue;
+      }
+      stored.set(name, factoryDoc);
+      continue;
+    }
+    let doc: Json;
+    try {
+      doc = JSON.parse(text) as Json;
+    } catch {
+      problems.push(`${path}: not valid JSON (a damaged state file; see "Recovery" in the README)`);
+      continue;
+    }
+    for (const p of shapeProblems(doc, schema)) problems.push(`${path}: ${p}`);
+    if (name === APIKEYS_ENDPOINT) {
+      for (const p of keyringProblems(doc)) problems.push(`${path}: ${p}`);
+      const merged = withMissingPairs(doc, factoryDoc);
+      if (merged !== doc && problems.length === 0) {
+        await writeFileDurably(fs, stateDir, `${name}.json`, fileText(merged));
+        warn(`added the key pairs of new endpoints to ${path}`);
+      }
+      doc = merged;
+    }
+    stored.set(name, doc);
+  }
+  if (problems.length > 0) throw new StartupError(problems.join("\n"));
+
+  const device = new Device(schema, factory);
+  const flagsOf = (endpoint: string): Json | undefined => device.endpoints.get(endpoint)?.docs.committed ?? stored.get(endpoint);
+  for (const [name, storedDoc] of stored) {
+    const live = schema.live.get(name);
+    const factoryDoc = factory.get(name) as Json;
+    const initial = live === undefined ? storedDoc : keepSavedEntries(factoryDoc, storedDoc, flagsOf(live.saveFlag.endpoint), live, schema);
+    const persist =
+      live === undefined
+        ? fileText
+        : (doc: Json) => fileText(keepSavedEntries(factoryDoc, doc, flagsOf(live.saveFlag.endpoint), live, schema));
+    const answers = new Map<string, Buffer>();
+    const onCommit = (doc: Json): void => {
+      answers.clear();
+      if (name === APIKEYS_ENDPOINT) device.keyring = buildKeyring(doc);
+    };
+    const docs = new CommitQueue<Json>(
+      deepFreeze(initial),
+      persist,
+      (text) => writeFileDurably(fs, stateDir, `${name}.json`, text),
+      onCommit,
+    );
+    device.endpoints.set(name, { name, readOnly: name === DEVICE_ENDPOINT, docs, answers });
+    onCommit(initial);
+  }
+  return device;
+}

@@ -1,0 +1,43 @@
+/**
+ * Live documents (SPEC §6, `data`): held in memory, starting from the factory values at every
+ * start, except the entries whose flag in a sibling document (`process` entry *i*, `save`) is true.
+ */
+
+import type { Json } from "./documents.ts";
+import { isObject, type LiveRule, type Schema } from "./schema.ts";
+import { TYPE_NAME } from "./documents.ts";
+
+/**
+ * The factory document with every saved entry taken from `source`: what a live document is on
+ * disk (source = the current document) and at start (source = the state file). The root's stamp
+ * member (its `time`) is the latest of the factory's and the saved entries'.
+ */
+export function keepSavedEntries(
+  factory: Json,
+  source: Json,
+  flags: Json | undefined,
+  rule: LiveRule,
+  schema: Schema,
+): Json {
+  const result = JSON.parse(JSON.stringify(factory)) as Json;
+  if (!isObject(result) || !isObject(source) || !isObject(flags)) return result;
+  const entries = result["entries"];
+  const sourceEntries = source["entries"];
+  const flagEntries = flags["entries"];
+  if (!Array.isArray(entries) || !Array.isArray(sourceEntries) || !Array.isArray(flagEntries)) return result;
+  entries.forEach((entry, i) => {
+    const flagHolder = flagEntries[i];
+    const saved = sourceEntries[i];
+    if (!isObject(flagHolder) || flagHolder[rule.saveFlag.member] !== true) return;
+    if (!isObject(entry) || !isObject(saved) || saved[TYPE_NAME] !== entry[TYPE_NAME]) return;
+    entries[i] = saved;
+    const typeName = entry[TYPE_NAME];
+    const stamp = typeof typeName === "string" ? schema.types.get(typeName)?.stamp : undefined;
+    if (stamp === undefined) return;
+    const root = result as Record<string, Json>;
+    const savedTime = saved[stamp];
+    const rootTime = root[stamp];
+    if (typeof savedTime === "number" && typeof rootTime === "number" && savedTime > rootTime) root[stamp] = savedTime;
+  });
+  return result;
+}

@@ -1,0 +1,112 @@
+/** The command line and environment of SPEC §7, validated once and frozen. */
+
+import { parseArgs } from "node:util";
+import type { LogFormat } from "./log.ts";
+import { DEFAULT_THROTTLE, type ThrottleOptions } from "./throttle.ts";
+
+/** Everything the entry needs to serve. */
+export interface Options {
+  readonly host: string | undefined;
+  readonly port: number;
+  readonly configDir: string;
+  readonly stateDir: string;
+  readonly allowedHosts: readonly string[] | undefined;
+  readonly logFormat: LogFormat;
+  readonly throttle: ThrottleOptions;
+  readonly help: boolean;
+  readonly version: boolean;
+}
+
+/** A usage problem: the entry prints it with a pointer to --help and exits 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** Flag name, environment variable, and what --help says of it. */
+const FLAGS = {
+  host: { env: "APIKEYD_HOST", help: "address to listen on (default: every interface)" },
+  port: { env: "APIKEYD_PORT", help: "TCP port, 0 for any free one (default: 8080)" },
+  "config-dir": { env: "APIKEYD_CONFIG_DIR", help: "factory defaults, never written (default: ./device-config)" },
+  "state-dir": { env: "APIKEYD_STATE_DIR", help: "live state, one file per endpoint (default: ./var)" },
+  "allowed-hosts": { env: "APIKEYD_ALLOWED_HOSTS", help: "comma-separated Host header values to accept, e.g. 192.168.15.100:8080 (default: any)" },
+  "log-format": { env: "APIKEYD_LOG_FORMAT", help: "text or json (default: text)" },
+  "throttle-attempts": { env: "APIKEYD_THROTTLE_ATTEMPTS", help: "wrong keys from one address that block it (default: 10)" },
+  "throttle-window": { env: "APIKEYD_THROTTLE_WINDOW", help: "seconds in which those wrong keys count (default: 60)" },
+  "throttle-block": { env: "APIKEYD_THROTTLE_BLOCK", help: "seconds of the first block, doubled per further offence within an hour (default: 30)" },
+  "throttle-max-block": { env: "APIKEYD_THROTTLE_MAX_BLOCK", help: "longest block in seconds (default: 900)" },
+} as const;
+
+type FlagName = keyof typeof FLAGS;
+
+/** The text of --help. */
+export function helpText(): string {
+  const lines = [
+    "Usage: node dist/apikeyd.js [options]",
+    "",
+    "Serves the device's JSON documents under /api/v1/<endpoint>, each guarded by its key pair.",
+    "",
+    "Options (each also settable through the environment variable shown):",
+  ];
+  for (const [name, { env, help }] of Object.entries(FLAGS)) {
+    lines.push(`  --${name.padEnd(20)} ${env.padEnd(28)} ${help}`);
+  }
+  lines.push("  --help                 print this text", "  --version              print the version", "");
+  lines.push("Signals: SIGTERM and SIGINT stop cleanly (requests in flight are finished).");
+  return lines.join("\n");
+}
+
+function integer(name: string, text: string, min: number, max: number): number {
+  if (!/^[0-9]+$/.test(text) || Number(text) < min || Number(text) > max) {
+    throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, not "${text}"`);
+  }
+  return Number(text);
+}
+
+/** Parses argv (without node and the script) and the environment; flags win over variables. */
+export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options {
+  const spec = Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: "string" as const }]));
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      options: { ...spec, help: { type: "boolean", short: "h" }, version: { type: "boolean" } },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const values = parsed.values as Record<string, string | boolean | undefined>;
+  const get = (name: FlagName): string | undefined => {
+    const v = values[name];
+    if (typeof v === "string") return v;
+    const fromEnv = env[FLAGS[name].env];
+    return fromEnv === undefined || fromEnv === "" ? undefined : fromEnv;
+  };
+  const seconds = (name: FlagName, fallbackMs: number): number => {
+    const v = get(name);
+    return v === undefined ? fallbackMs : integer(name, v, 1, 86_400) * 1000;
+  };
+  const logFormat = get("log-format") ?? "text";
+  if (logFormat !== "text" && logFormat !== "json") throw new UsageError(`--log-format must be text or json, not "${logFormat}"`);
+  const portText = get("port");
+  const hosts = get("allowed-hosts");
+  const attempts = get("throttle-attempts");
+  return Object.freeze({
+    host: get("host"),
+    port: portText === undefined ? 8080 : integer("port", portText, 0, 65535),
+    configDir: get("config-dir") ?? "./device-config",
+    stateDir: get("state-dir") ?? "./var",
+    allowedHosts: hosts === undefined ? undefined : Object.freeze(hosts.split(",").map((h) => h.trim()).filter((h) => h !== "")),
+    logFormat,
+    throttle: Object.freeze({
+      ...DEFAULT_THROTTLE,
+      maxFailures: attempts === undefined ? DEFAULT_THROTTLE.maxFailures : integer("throttle-attempts", attempts, 1, 1_000_000),
+      windowMs: seconds("throttle-window", DEFAULT_THROTTLE.windowMs),
+      blockMs: seconds("throttle-block", DEFAULT_THROTTLE.blockMs),
+      maxBlockMs: seconds("throttle-max-block", DEFAULT_THROTTLE.maxBlockMs),
+    }),
+    help: values["help"] === true,
+    version: values["version"] === true,
+  });
+}

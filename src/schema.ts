@@ -1,0 +1,169 @@
+/**
+ * Which members of which types are writable, and how their values convert and are checked (SPEC §4).
+ * The rules are data (`device-config/schema/*.json`), so a vendor adds a type without touching code.
+ */
+
+/** The kinds of value a writable member can hold. */
+export type Kind = "string" | "integer" | "number" | "boolean" | "ipv4" | "port" | "key";
+
+/** How one writable member converts and what values it accepts. */
+export interface MemberRule {
+  readonly kind: Kind;
+  readonly min?: number;
+  readonly max?: number;
+  readonly maxLength?: number;
+}
+
+/** The rules of one `Json+typeName`. */
+export interface TypeRule {
+  /** Writable members; every other member of the type is read-only. */
+  readonly writable: ReadonlyMap<string, MemberRule>;
+  /** A member set to the current Unix time (on the object and on its document's root) by every write. */
+  readonly stamp?: string;
+}
+
+/**
+ * An endpoint whose document lives in memory (SPEC §6: `data`). Entry *i* of its `entries` is kept on
+ * disk only while entry *i* of `saveFlag.endpoint` has `saveFlag.member` true.
+ */
+export interface LiveRule {
+  readonly saveFlag: { readonly endpoint: string; readonly member: string };
+}
+
+/** All rules, merged from every schema file. */
+export interface Schema {
+  readonly types: ReadonlyMap<string, TypeRule>;
+  readonly live: ReadonlyMap<string, LiveRule>;
+}
+
+/** Strings are bounded so that no document grows without limit; keys have their own bound. */
+export const DEFAULT_MAX_STRING_LENGTH = 255;
+export const MAX_KEY_LENGTH = 128;
+
+const KINDS: ReadonlySet<string> = new Set<Kind>(["string", "integer", "number", "boolean", "ipv4", "port", "key"]);
+const INTEGER_TEXT = /^-?(?:0|[1-9][0-9]*)$/;
+const NUMBER_TEXT = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
+const OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+const IPV4 = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}$`);
+// Printable ASCII without the space: what every HTTP client can send back in a header.
+const KEY = /^[\x21-\x7e]*$/;
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** Whether an already-typed value is acceptable for the rule (used for bodies and for files). */
+export function isValidValue(rule: MemberRule, value: unknown): boolean {
+  switch (rule.kind) {
+    case "string":
+      return (
+        typeof value === "string" &&
+        value.length <= (rule.maxLength ?? DEFAULT_MAX_STRING_LENGTH) &&
+        !CONTROL.test(value)
+      );
+    case "key":
+      return typeof value === "string" && value.length <= MAX_KEY_LENGTH && KEY.test(value);
+    case "ipv4":
+      return typeof value === "string" && IPV4.test(value);
+    case "boolean":
+      return typeof value === "boolean";
+    case "integer":
+      return Number.isSafeInteger(value) && inRange(rule, value as number);
+    case "port":
+      return Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 65535;
+    case "number":
+      return typeof value === "number" && Number.isFinite(value) && inRange(rule, value);
+  }
+}
+
+function inRange(rule: MemberRule, n: number): boolean {
+  return (rule.min === undefined || n >= rule.min) && (rule.max === undefined || n <= rule.max);
+}
+
+/** Sentinel for a value that does not convert. */
+export const INVALID: unique symbol = Symbol("invalid");
+
+/** Converts a form field's text to the member's kind, or INVALID; the range is checked too. */
+export function convertText(rule: MemberRule, text: string): unknown {
+  let value: unknown;
+  switch (rule.kind) {
+    case "string":
+    case "key":
+    case "ipv4":
+      value = text;
+      break;
+    case "boolean":
+      value = text === "true" || text === "1" ? true : text === "false" || text === "0" ? false : INVALID;
+      break;
+    case "integer":
+    case "port":
+      value = INTEGER_TEXT.test(text) ? Number(text) : INVALID;
+      break;
+    case "number":
+      value = NUMBER_TEXT.test(text) ? Number(text) : INVALID;
+      break;
+  }
+  return value !== INVALID && isValidValue(rule, value) ? value : INVALID;
+}
+
+/** Checks a JSON body's value: it must already have the member's JSON type (no coercion). */
+export function convertJson(rule: MemberRule, value: unknown): unknown {
+  return isValidValue(rule, value) ? value : INVALID;
+}
+
+/** Parses the schema files' contents (already JSON-parsed) into one frozen Schema, or throws. */
+export function buildSchema(files: ReadonlyArray<{ readonly file: string; readonly content: unknown }>): Schema {
+  const types = new Map<string, TypeRule>();
+  const live = new Map<string, LiveRule>();
+  for (const { file, content } of files) {
+    if (!isObject(content)) throw new Error(`${file}: must be a JSON object`);
+    const rawTypes = content["types"] ?? {};
+    const rawEndpoints = content["endpoints"] ?? {};
+    if (!isObject(rawTypes)) throw new Error(`${file}: "types" must be an object`);
+    if (!isObject(rawEndpoints)) throw new Error(`${file}: "endpoints" must be an object`);
+    for (const [typeName, rawRule] of Object.entries(rawTypes)) {
+      if (types.has(typeName)) throw new Error(`${file}: type ${typeName} is described twice`);
+      types.set(typeName, parseTypeRule(`${file}: type ${typeName}`, rawRule));
+    }
+    for (const [endpoint, rawEndpoint] of Object.entries(rawEndpoints)) {
+      if (live.has(endpoint)) throw new Error(`${file}: endpoint ${endpoint} is described twice`);
+      const where = `${file}: endpoint ${endpoint}`;
+      if (!isObject(rawEndpoint) || !isObject(rawEndpoint["live"])) throw new Error(`${where}: expected {"live": {...}}`);
+      const flag = rawEndpoint["live"]["saveFlag"];
+      if (!isObject(flag) || typeof flag["endpoint"] !== "string" || typeof flag["member"] !== "string") {
+        throw new Error(`${where}: live.saveFlag must be {"endpoint": string, "member": string}`);
+      }
+      live.set(endpoint, Object.freeze({ saveFlag: Object.freeze({ endpoint: flag["endpoint"], member: flag["member"] }) }));
+    }
+  }
+  return Object.freeze({ types, live });
+}
+
+function parseTypeRule(where: string, raw: unknown): TypeRule {
+  if (!isObject(raw) || !isObject(raw["writable"])) throw new Error(`${where}: expected {"writable": {...}}`);
+  const writable = new Map<string, MemberRule>();
+  for (const [member, spec] of Object.entries(raw["writable"])) {
+    writable.set(member, parseMemberRule(`${where}, member ${member}`, spec));
+  }
+  const stamp = raw["stamp"];
+  if (stamp !== undefined && typeof stamp !== "string") throw new Error(`${where}: "stamp" must be a member name`);
+  return Object.freeze(stamp === undefined ? { writable } : { writable, stamp });
+}
+
+function parseMemberRule(where: string, spec: unknown): MemberRule {
+  if (typeof spec === "string") spec = { kind: spec };
+  if (!isObject(spec) || typeof spec["kind"] !== "string" || !KINDS.has(spec["kind"])) {
+    throw new Error(`${where}: kind must be one of ${[...KINDS].join(", ")}`);
+  }
+  const rule: { kind: Kind; min?: number; max?: number; maxLength?: number } = { kind: spec["kind"] as Kind };
+  for (const bound of ["min", "max", "maxLength"] as const) {
+    const v = spec[bound];
+    if (v === undefined) continue;
+    if (typeof v !== "number" || !Number.isFinite(v)) throw new Error(`${where}: ${bound} must be a number`);
+    rule[bound] = v;
+  }
+  return Object.freeze(rule);
+}
+
+/** A plain JSON object (not an array, not null). */
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}

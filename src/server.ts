@@ -1,0 +1,263 @@
+/**
+ * The request pipeline, read top to bottom: find the endpoint, check the method, the throttle and
+ * the keys, then look up the path, then read or write. Authorization comes before any lookup.
+ */
+
+import * as http from "node:http";
+import type { Socket } from "node:net";
+import { keyMatches, DUPLICATED, fingerprint, presentedKeys } from "./auth.ts";
+import { bodyFormat, parseBody, readBody } from "./body.ts";
+import { APIKEYS_ENDPOINT, type Device, type Endpoint } from "./device.ts";
+import { decodeSegments, deepFreeze, select } from "./documents.ts";
+import { ApiError, CATALOGUE, ERRORS, errorEnvelope, okEnvelope, type CatalogueEntry } from "./errors.ts";
+import { SILENT, type Logger } from "./log.ts";
+import { DEFAULT_THROTTLE, Throttle, type ThrottleOptions } from "./throttle.ts";
+import { applyWrite } from "./writes.ts";
+
+/** Limits and collaborators of a server; every field has an appliance-sized default. */
+export interface ServerOptions {
+  readonly log?: Logger;
+  readonly throttle?: ThrottleOptions;
+  /** PUT bodies above this answer 413. */
+  readonly maxBodyBytes?: number;
+  /** Request targets above this answer 431, like oversized headers. */
+  readonly maxUrlBytes?: number;
+  /** Request line plus headers above this answer 431 (node's parser enforces it). */
+  readonly maxHeaderBytes?: number;
+  readonly headersTimeoutMs?: number;
+  readonly requestTimeoutMs?: number;
+  readonly keepAliveTimeoutMs?: number;
+  readonly maxConnections?: number;
+  /** When set, requests whose Host header is not listed are refused (DNS-rebinding defence). */
+  readonly allowedHosts?: readonly string[];
+  /** Clock for the `time` stamps of writes, in milliseconds. */
+  readonly now?: () => number;
+}
+
+export const DEFAULT_LIMITS = Object.freeze({
+  maxBodyBytes: 4096,
+  maxUrlBytes: 1024,
+  maxHeaderBytes: 8192,
+  headersTimeoutMs: 5_000,
+  requestTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5_000,
+  maxConnections: 256,
+});
+
+const PREFIX = "/api/v1/";
+const ALLOW_ALL = "GET, HEAD, PUT";
+const ALLOW_READ_ONLY = "GET, HEAD";
+/** Cached answers per endpoint; the set of paths a client can ask for is open-ended. */
+const MAX_CACHED_ANSWERS = 128;
+const ERROR_BODIES = new Map<number, Buffer>(CATALOGUE.map((e) => [e.code, errorEnvelope(e)]));
+
+const closingServers = new WeakSet<http.Server>();
+
+/** Builds the API server for a loaded device. It is not listening yet. */
+export function createServer(device: Device, options: ServerOptions = {}): http.Server {
+  const log = options.log ?? SILENT;
+  const limits = { ...DEFAULT_LIMITS, ...definedOnly(options) };
+  const throttle = new Throttle(options.throttle ?? DEFAULT_THROTTLE);
+  const now = options.now ?? Date.now;
+  const allowedHosts = options.allowedHosts === undefined ? undefined : new Set(options.allowedHosts.map((h) => h.toLowerCase()));
+
+  const server = http.createServer({
+    maxHeaderSize: limits.maxHeaderBytes,
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    connectionsCheckingInterval: 1_000,
+  });
+  server.maxConnections = limits.maxConnections;
+
+  /** Sends one envelope: exact Content-Length, no body for HEAD, closing when the body went unread. */
+  function send(req: http.IncomingMessage, res: http.ServerResponse, status: number, body: Buffer, extra?: Readonly<Record<string, string>>): void {
+    const headers: string[] = ["Content-Type", "application/json", "Content-Length", String(body.length), "Cache-Control", "no-store"];
+    if (extra !== undefined) for (const [k, v] of Object.entries(extra)) headers.push(k, v);
+    if (closingServers.has(server) || (hasBody(req) && !bodyConsumed.has(req))) headers.push("Connection", "close");
+    res.writeHead(status, headers);
+    res.end(req.method === "HEAD" ? undefined : body);
+  }
+
+  function fail(req: http.IncomingMessage, res: http.ServerResponse, error: unknown): void {
+    let entry: CatalogueEntry = ERRORS.INTERNAL;
+    let extra: Readonly<Record<string, string>> | undefined;
+    if (error instanceof ApiError) {
+      entry = error.entry;
+      extra = error.extraHeaders;
+    } else {
+      log.log("error", "internal error", { method: req.method, detail: error instanceof Error ? error.stack ?? error.message : String(error) });
+    }
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    send(req, res, entry.status, ERROR_BODIES.get(entry.code) as Buffer, extra);
+  }
+
+  /** Checks the throttle and the keys the request needs (SPEC §3); throws 12, 9, 3 or 4. */
+  function authorize(req: http.IncomingMessage, endpoint: Endpoint, isWrite: boolean): void {
+    if (endpoint.readOnly) return;
+    const pair = device.keyring.get(endpoint.name);
+    if (pair === undefined) throw new ApiError(ERRORS.READ_DENIED); // never open an endpoint for want of a pair
+    const needRead = pair.rd !== "";
+    const needWrite = isWrite && pair.wr !== "";
+    if (!needRead && !needWrite) return;
+    const address = req.socket.remoteAddress ?? "";
+    const waitMs = throttle.blockedFor(address);
+    if (waitMs > 0) throw new ApiError(ERRORS.TOO_MANY_ATTEMPTS, { "Retry-After": String(Math.ceil(waitMs / 1000)) });
+    const keys = presentedKeys(req.rawHeaders);
+    if (needRead) checkKey(keys.rd, pair.rdDigest, ERRORS.READ_DENIED, "ApiRdKey", address, endpoint.name);
+    if (needWrite) checkKey(keys.wr, pair.wrDigest, ERRORS.WRITE_DENIED, "ApiWrKey", address, endpoint.name);
+  }
+
+  function checkKey(presented: string | undefined | typeof DUPLICATED, stored: Buffer, denied: CatalogueEntry, header: string, address: string, endpoint: string): void {
+    if (presented === DUPLICATED) throw new ApiError(ERRORS.BAD_REQUEST);
+    if (presented === undefined) throw new ApiError(denied);
+    if (keyMatches(stored, presented)) return;
+    throttle.recordFailure(address);
+    log.log("warn", "refused key", { event: "key-refused", client: address, endpoint, header });
+    throw new ApiError(denied);
+  }
+
+  function read(req: http.IncomingMessage, res: http.ServerResponse, endpoint: Endpoint, path: string, subPath: string): void {
+    let body = endpoint.answers.get(path);
+    if (body === undefined) {
+      const segments = decodeSegments(subPath);
+      if (segments === null) throw new ApiError(ERRORS.BAD_REQUEST);
+      const selection = select(endpoint.docs.committed, segments);
+      if (selection === undefined) throw new ApiError(ERRORS.PATH_NOT_FOUND);
+      body = okEnvelope(JSON.stringify(selection.value));
+      if (endpoint.answers.size >= MAX_CACHED_ANSWERS) endpoint.answers.clear();
+      endpoint.answers.set(path, body);
+    }
+    send(req, res, 200, body);
+  }
+
+  async function write(req: http.IncomingMessage, res: http.ServerResponse, endpoint: Endpoint, subPath: string): Promise<void> {
+    const raw = await readBody(req, limits.maxBodyBytes);
+    bodyConsumed.add(req);
+    const fields = parseBody(bodyFormat(req.headers["content-type"]), raw);
+    const segments = decodeSegments(subPath);
+    if (segments === null) throw new ApiError(ERRORS.BAD_REQUEST);
+    const next = applyWrite(endpoint.docs.latest, segments, fields, device.schema, Math.floor(now() / 1000));
+    try {
+      await endpoint.docs.change(deepFreeze(next));
+    } catch (error) {
+      log.log("error", "change not made durable", { endpoint: endpoint.name, detail: (error as NodeJS.ErrnoException).code ?? String(error) });
+      throw new ApiError(ERRORS.STORAGE);
+    }
+    if (endpoint.name === APIKEYS_ENDPOINT) auditKeyChange(req, segments, fields.values);
+    const selection = select(endpoint.docs.committed, segments);
+    send(req, res, 200, okEnvelope(JSON.stringify(selection?.value ?? null)));
+  }
+
+  function auditKeyChange(req: http.IncomingMessage, segments: readonly string[], values: ReadonlyMap<string, unknown>): void {
+    const pair = select(device.endpoints.get(APIKEYS_ENDPOINT)?.docs.committed, segments.slice(0, 2))?.value as Record<string, unknown> | undefined;
+    for (const side of ["rd", "wr"]) {
+      const key = pair?.[side];
+      if (!values.has(side) || typeof key !== "string") continue;
+      log.log("info", "key changed", { event: "key-changed", client: req.socket.remoteAddress, pair: String(pair?.["name"]), side, fingerprint: fingerprint(key) });
+    }
+  }
+
+  function handle(req: http.IncomingMessage, res: http.ServerResponse): void | Promise<void> {
+    const url = req.url ?? "";
+    if (url.length > limits.maxUrlBytes) throw new ApiError(ERRORS.HEADERS_TOO_LARGE);
+    if (allowedHosts !== undefined && !allowedHosts.has((req.headers.host ?? "").toLowerCase())) {
+      throw new ApiError(ERRORS.BAD_REQUEST);
+    }
+    const query = url.indexOf("?");
+    const path = query === -1 ? url : url.slice(0, query);
+    if (!path.startsWith(PREFIX)) throw new ApiError(ERRORS.ENDPOINT_NOT_FOUND);
+    const rest = path.slice(PREFIX.length);
+    const slash = rest.indexOf("/");
+    const endpointName = decodeName(slash === -1 ? rest : rest.slice(0, slash));
+    const endpoint = endpointName === undefined ? undefined : device.endpoints.get(endpointName);
+    if (endpoint === undefined) throw new ApiError(ERRORS.ENDPOINT_NOT_FOUND);
+
+    const method = req.method;
+    const isRead = method === "GET" || method === "HEAD";
+    if (!isRead && (method !== "PUT" || endpoint.readOnly)) {
+      throw new ApiError(ERRORS.METHOD_NOT_ALLOWED, { Allow: endpoint.readOnly ? ALLOW_READ_ONLY : ALLOW_ALL });
+    }
+    authorize(req, endpoint, !isRead);
+
+    let subPath = slash === -1 ? "" : rest.slice(slash + 1);
+    if (subPath.endsWith("/")) subPath = subPath.slice(0, -1); // one trailing slash is forgiven
+    if (isRead) return read(req, res, endpoint, path, subPath);
+    return write(req, res, endpoint, subPath);
+  }
+
+  server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+    try {
+      const pending = handle(req, res);
+      if (pending !== undefined) pending.catch((error: unknown) => fail(req, res, error));
+    } catch (error) {
+      fail(req, res, error);
+    }
+  });
+
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => answerClientError(error, socket));
+  return server;
+}
+
+const bodyConsumed = new WeakSet<http.IncomingMessage>();
+
+function hasBody(req: http.IncomingMessage): boolean {
+  const length = req.headers["content-length"];
+  return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
+}
+
+function decodeName(raw: string): string | undefined {
+  if (raw.indexOf("%") === -1) return raw;
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return undefined;
+  }
+}
+
+function definedOnly(options: ServerOptions): Partial<typeof DEFAULT_LIMITS> {
+  const out: Record<string, number> = {};
+  for (const key of Object.keys(DEFAULT_LIMITS) as (keyof typeof DEFAULT_LIMITS)[]) {
+    const v = options[key];
+    if (v !== undefined) out[key] = v;
+  }
+  return out;
+}
+
+/**
+ * Requests node's parser refused (malformed, oversized headers) still get the envelope where the
+ * socket can be written to; timeouts and resets are just closed.
+ */
+function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+  const code = error.code ?? "";
+  if (!socket.writable || code === "ECONNRESET" || code === "ERR_HTTP_REQUEST_TIMEOUT" || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+    socket.destroy();
+    return;
+  }
+  const entry = code === "HPE_HEADER_OVERFLOW" ? ERRORS.HEADERS_TOO_LARGE : ERRORS.BAD_REQUEST;
+  const body = ERROR_BODIES.get(entry.code) as Buffer;
+  socket.end(
+    `HTTP/1.1 ${entry.status} ${http.STATUS_CODES[entry.status]}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${body.length}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body.toString()}`,
+  );
+}
+
+/**
+ * Stops a server cleanly: no new connections, idle keep-alive connections closed at once, requests
+ * in flight finished (their answers close the connection), the rest cut after `graceMs`.
+ */
+export function stopServer(server: http.Server, graceMs = 5_000): Promise<void> {
+  closingServers.add(server);
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}

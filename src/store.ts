@@ -1,0 +1,150 @@
+/**
+ * The state folder (SPEC §6): atomic, durable file writes and the per-document commit queue that
+ * applies concurrent changes one after another and lets them share one flush.
+ */
+
+import * as fsp from "node:fs/promises";
+import { join } from "node:path";
+
+/** The file-system calls the store makes; tests hand in one that can be told to fail. */
+export interface StoreFs {
+  open(path: string, flags: string, mode?: number): Promise<fsp.FileHandle>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+}
+
+const TEMP_SUFFIX = ".tmp";
+let tempSequence = 0;
+
+/** Whether a name in the state folder is one of our temporary files (left behind by a crash). */
+export function isTempFileName(name: string): boolean {
+  return name.startsWith(".") && name.endsWith(TEMP_SUFFIX);
+}
+
+/**
+ * Replaces `dir/name` with `text` so that a power cut at any instant leaves the old or the new
+ * file, never a torn one: write a temporary file, flush it, rename it over, flush the folder.
+ */
+export async function writeFileDurably(fs: StoreFs, dir: string, name: string, text: string): Promise<void> {
+  const temp = join(dir, `.${name}.${process.pid}-${++tempSequence}${TEMP_SUFFIX}`);
+  let renamed = false;
+  try {
+    const handle = await fs.open(temp, "wx", 0o600);
+    try {
+      await handle.writeFile(text);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fs.rename(temp, join(dir, name));
+    renamed = true;
+    await syncFolder(fs, dir);
+  } finally {
+    if (!renamed) await fs.unlink(temp).catch(() => undefined);
+  }
+}
+
+/** Flushes a folder's entries (the rename) to the disk. */
+export async function syncFolder(fs: StoreFs, dir: string): Promise<void> {
+  const handle = await fs.open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The real file system. */
+export const NODE_FS: StoreFs = { open: fsp.open, rename: fsp.rename, unlink: fsp.unlink };
+
+interface Waiter {
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * One document and its way to disk. Readers see `committed`: a change becomes visible only once it
+ * is durable. Writers stage on `latest` (which includes changes still being flushed), so concurrent
+ * writes never lose each other; changes that arrive while a flush runs are committed together by
+ * the next one. A failed flush fails every change staged on top of it and leaves things as they were.
+ */
+export class CommitQueue<T> {
+  private committedDoc: T;
+  private latestDoc: T;
+  private queue: Waiter[] = [];
+  private flushing = false;
+  private onDisk: string | undefined;
+
+  constructor(
+    initial: T,
+    /** Makes the document durable; returns without writing when `text` is what is on disk. */
+    private readonly persist: (doc: T) => string | undefined,
+    private readonly write: (text: string) => Promise<void>,
+    private readonly onCommit: (doc: T) => void,
+  ) {
+    this.committedDoc = initial;
+    this.latestDoc = initial;
+    this.onDisk = persist(initial);
+  }
+
+  /** What readers see: the last durable version. */
+  get committed(): T {
+    return this.committedDoc;
+  }
+
+  /** What writers build on: the committed version plus every change still on its way to disk. */
+  get latest(): T {
+    return this.latestDoc;
+  }
+
+  /** Stages `next` (built from `latest`) and resolves once it is durable and visible. */
+  change(next: T): Promise<void> {
+    this.latestDoc = next;
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ resolve, reject });
+      if (!this.flushing) void this.flush();
+    });
+  }
+
+  /** Resolves once nothing is waiting for the disk. */
+  async idle(): Promise<void> {
+    if (this.flushing) await this.change(this.latestDoc).catch(() => undefined);
+  }
+
+  /** Replaces the document outright (a reload from disk), bypassing the queue's disk write. */
+  reset(doc: T): void {
+    this.committedDoc = doc;
+    this.latestDoc = doc;
+    this.onDisk = this.persist(doc);
+    this.onCommit(doc);
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    while (this.queue.length > 0) {
+      const batch = this.queue;
+      this.queue = [];
+      const doc = this.latestDoc;
+      try {
+        const text = this.persist(doc);
+        if (text !== undefined && text !== this.onDisk) {
+          await this.write(text);
+          this.onDisk = text;
+        }
+      } catch (error) {
+        // Everything staged since was built on this change: it fails with it.
+        const failed = batch.concat(this.queue);
+        this.queue = [];
+        this.latestDoc = this.committedDoc;
+        for (const w of failed) w.reject(error);
+        continue;
+      }
+      if (doc !== this.committedDoc) {
+        this.committedDoc = doc;
+        this.onCommit(doc);
+      }
+      for (const w of batch) w.resolve();
+    }
+    this.flushing = false;
+  }
+}

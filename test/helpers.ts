@@ -1,0 +1,150 @@
+/** Shared test fixtures: a real server on port 0 with its own temp state folder, and an undici client. */
+
+import { cp, mkdtemp, rm } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { Agent, request } from "undici";
+import { loadDevice, type Device, type LoadOptions } from "../src/device.ts";
+import { createServer, stopServer, type ServerOptions } from "../src/server.ts";
+import type { Server } from "node:http";
+
+/** The factory config folder of the repository (read-only in tests). */
+export const CONFIG_DIR = resolve(__dirname, "..", "device-config");
+export const ROOT_DIR = resolve(__dirname, "..");
+
+const cleanups: Array<() => Promise<void>> = [];
+
+/** Removes every temp folder and server made by the helpers; call from afterEach. */
+export async function cleanup(): Promise<void> {
+  while (cleanups.length > 0) await (cleanups.pop() as () => Promise<void>)();
+}
+
+/** A fresh temp folder, removed by cleanup(). */
+export async function tempDir(prefix = "apikeyd-test-"): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A private copy of device-config/ that a test may change. */
+export async function copyConfig(): Promise<string> {
+  const dir = await tempDir("apikeyd-config-");
+  await cp(CONFIG_DIR, dir, { recursive: true });
+  return dir;
+}
+
+/** A running server. */
+export interface TestServer {
+  readonly origin: string;
+  readonly port: number;
+  readonly configDir: string;
+  readonly stateDir: string;
+  readonly device: Device;
+  readonly server: Server;
+  /** Stops the server (as SIGTERM would) and its client. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly configDir?: string;
+  readonly stateDir?: string;
+  readonly server?: ServerOptions;
+  readonly load?: Partial<LoadOptions>;
+  readonly host?: string;
+}
+
+/** Starts the real server on 127.0.0.1, port 0, with a fresh temp state folder unless one is given. */
+export async function startServer(options: StartOptions = {}): Promise<TestServer> {
+  const configDir = options.configDir ?? CONFIG_DIR;
+  const stateDir = options.stateDir ?? (await tempDir("apikeyd-state-"));
+  const device = await loadDevice({ configDir, stateDir, ...options.load });
+  const server = createServer(device, options.server);
+  await new Promise<void>((done) => server.listen(0, options.host ?? "127.0.0.1", done));
+  const port = (server.address() as AddressInfo).port;
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await stopServer(server, 1_000);
+    await device.idle();
+  };
+  cleanups.push(stop);
+  return { origin: `http://${options.host ?? "127.0.0.1"}:${port}`, port, configDir, stateDir, device, server, stop };
+}
+
+/** What a request answered, body read whole. */
+export interface Answer {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly text: string;
+  /** The parsed envelope (undefined for an empty body, e.g. HEAD). */
+  readonly json: { meta: { error: number; message: string }; data: unknown } | undefined;
+}
+
+export interface CallOptions {
+  readonly rd?: string;
+  readonly wr?: string;
+  /** A form body (string, sent as application/x-www-form-urlencoded unless contentType says otherwise) or an object sent as JSON. */
+  readonly body?: string | Record<string, unknown>;
+  readonly contentType?: string;
+  readonly headers?: Record<string, string>;
+  readonly dispatcher?: Agent;
+  readonly localAddress?: string;
+}
+
+const agents = new Map<string, Agent>();
+
+function agentFor(localAddress: string | undefined): Agent {
+  const key = localAddress ?? "";
+  let agent = agents.get(key);
+  if (agent === undefined) {
+    agent = new Agent(localAddress === undefined ? {} : { connect: { localAddress } });
+    agents.set(key, agent);
+  }
+  return agent;
+}
+
+/** Closes the shared agents (afterAll). */
+export async function closeAgents(): Promise<void> {
+  await Promise.all([...agents.values()].map((a) => a.close()));
+  agents.clear();
+}
+
+/** One request against a test server; every body is consumed. */
+export async function call(ts: { origin: string }, method: string, path: string, options: CallOptions = {}): Promise<Answer> {
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.rd !== undefined) headers["ApiRdKey"] = options.rd;
+  if (options.wr !== undefined) headers["ApiWrKey"] = options.wr;
+  let body: string | undefined;
+  if (typeof options.body === "string") {
+    body = options.body;
+    headers["Content-Type"] = options.contentType ?? "application/x-www-form-urlencoded";
+  } else if (options.body !== undefined) {
+    body = JSON.stringify(options.body);
+    headers["Content-Type"] = options.contentType ?? "application/json";
+  }
+  const res = await request(ts.origin + path, {
+    method: method as "GET",
+    headers,
+    body,
+    dispatcher: options.dispatcher ?? agentFor(options.localAddress),
+  });
+  const text = await res.body.text();
+  return {
+    status: res.statusCode,
+    headers: res.headers as Record<string, string | string[] | undefined>,
+    text,
+    json: text === "" ? undefined : (JSON.parse(text) as Answer["json"]),
+  };
+}
+
+/** The exact envelope text of a success. */
+export function ok(data: unknown): string {
+  return `{"meta":{"error":0,"message":"JSON_ERROR_NONE"},"data":${JSON.stringify(data)}}`;
+}
+
+/** The exact envelope text of a failure. */
+export function failure(code: number, message: string): string {
+  return `{"meta":{"error":${code},"message":"${message}"},"data":null}`;
+}
