@@ -1,7 +1,7 @@
 // Bundles the server (and the provisioning tool, when present) into single files under dist/ that
 // need nothing but Node.js 18 or later. `--if-needed` skips the work when dist is newer than src.
 import { build } from "esbuild";
-import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -29,8 +29,9 @@ const stale = ({ out }) => {
 const ifNeeded = process.argv.includes("--if-needed");
 for (const target of ENTRIES) {
   if (ifNeeded && !stale(target)) continue;
-  await build({
+  const result = await build({
     absWorkingDir: root,
+    write: false,
     entryPoints: [target.entry],
     outfile: target.out,
     bundle: true,
@@ -43,4 +44,10 @@ for (const target of ENTRIES) {
     define: { APIKEYD_VERSION: JSON.stringify(pkg.version) },
     logLevel: "warning",
   });
+  // Written beside and renamed over, so that a server being started from dist/ never reads half a file.
+  const out = join(root, target.out);
+  mkdirSync(dirname(out), { recursive: true });
+  const temp = `${out}.${process.pid}.tmp`;
+  writeFileSync(temp, result.outputFiles[0].contents, { mode: 0o755 });
+  renameSync(temp, out);
 }

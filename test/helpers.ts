@@ -1,5 +1,6 @@
 /** Shared test fixtures: a real server on port 0 with its own temp state folder, and an undici client. */
 
+import { execFileSync } from "node:child_process";
 import { cp, mkdtemp, rm } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -147,4 +148,9 @@ export function ok(data: unknown): string {
 /** The exact envelope text of a failure. */
 export function failure(code: number, message: string): string {
   return `{"meta":{"error":${code},"message":"${message}"},"data":null}`;
+}
+
+/** Builds dist/ unless it is up to date (npm test has already built it; a lone vitest run may not have). */
+export function ensureBuilt(): void {
+  execFileSync(process.execPath, [join(ROOT_DIR, "scripts", "build.mjs"), "--if-needed"]);
 }

@@ -1,0 +1,69 @@
+/** The README tells the truth: its error table is the catalogue, its curl walkthrough answers as shown, its options are the real ones. */
+
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { CATALOGUE } from "../src/errors.ts";
+import { helpText } from "../src/options.ts";
+import { cleanup, closeAgents, ROOT_DIR, startServer } from "./helpers.ts";
+
+const run = promisify(execFile);
+const README = readFileSync(join(ROOT_DIR, "README.md"), "utf8");
+
+afterEach(cleanup);
+afterAll(closeAgents);
+
+/** The text of the README section under `## title`, up to the next `## `. */
+function section(title: string): string {
+  const start = README.indexOf(`\n## ${title}\n`);
+  expect(start, `README section "${title}"`).toBeGreaterThan(-1);
+  const end = README.indexOf("\n## ", start + 4);
+  return README.slice(start, end === -1 ? undefined : end);
+}
+
+describe("README", () => {
+  it("opens with the two commands", () => {
+    const firstLines = README.split("\n").slice(0, 6).join("\n");
+    expect(firstLines).toContain("npm install && npm start");
+    expect(firstLines).toContain("npm install && npm test");
+  });
+
+  it("lists exactly the code's error catalogue", () => {
+    const table = README.slice(README.indexOf("<!-- error-table:start -->"), README.indexOf("<!-- error-table:end -->"));
+    const rows = [...table.matchAll(/^\| (\d+) \| (JSON_ERROR_[A-Z_]+) \| (\d{3}) \|/gm)].map((m) => ({
+      code: Number(m[1]),
+      message: m[2],
+      status: Number(m[3]),
+    }));
+    expect(rows).toEqual(CATALOGUE.map(({ code, message, status }) => ({ code, message, status })));
+  });
+
+  it("documents every command-line option that --help lists, and no other", () => {
+    const inHelp = new Set([...helpText().matchAll(/^ {2}(--[a-z-]+)/gm)].map((m) => m[1]));
+    inHelp.delete("--help");
+    const configuration = section("Configuration");
+    const inReadme = new Set([...configuration.matchAll(/^\| `(--[a-z-]+)/gm)].map((m) => m[1]));
+    expect([...inReadme].sort()).toEqual([...inHelp].sort());
+  });
+
+  it("answers the curl walkthrough exactly as shown", async () => {
+    const walkthrough = section("A walk through with curl");
+    const blocks = [...walkthrough.matchAll(/```console\n([\s\S]*?)```/g)].map((m) => m[1] as string);
+    const steps: { command: string; expected: string[] }[] = [];
+    for (const block of blocks) {
+      for (const line of block.split("\n")) {
+        if (line.startsWith("$ ")) steps.push({ command: line.slice(2), expected: [] });
+        else if (line !== "") steps.at(-1)?.expected.push(line);
+      }
+    }
+    expect(steps.length).toBeGreaterThan(15);
+    const ts = await startServer();
+    for (const { command, expected } of steps) {
+      expect(command.startsWith("curl ")).toBe(true);
+      const { stdout } = await run("sh", ["-c", command.replaceAll("http://localhost:8080", ts.origin)]);
+      expect({ command, output: stdout.split("\n").filter((l) => l !== "") }).toEqual({ command, output: expected });
+    }
+  });
+});
