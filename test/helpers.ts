@@ -100,7 +100,8 @@ function agentFor(localAddress: string | undefined): Agent {
   const key = localAddress ?? "";
   let agent = agents.get(key);
   if (agent === undefined) {
-    agent = new Agent(localAddress === undefined ? {} : { connect: { localAddress } });
+    // undici takes the source address at the top level; under `connect` it is silently overridden.
+    agent = new Agent(localAddress === undefined ? {} : { localAddress });
     agents.set(key, agent);
   }
   return agent;
