@@ -136,6 +136,7 @@ export class CommitQueue<T> {
         const failed = batch.concat(this.queue);
         this.queue = [];
         this.latestDoc = this.committedDoc;
+        await this.restore();
         for (const w of failed) w.reject(error);
         continue;
       }
@@ -146,5 +147,22 @@ export class CommitQueue<T> {
       for (const w of batch) w.resolve();
     }
     this.flushing = false;
+  }
+
+  /**
+   * After a failed write the file may already hold the refused text (the rename went through, the
+   * folder flush failed): write the committed document back. If that fails too, what is on disk is
+   * unknown, so the next change writes the file even when its text equals the committed one.
+   */
+  private async restore(): Promise<void> {
+    this.onDisk = undefined;
+    try {
+      const text = this.persist(this.committedDoc);
+      if (text === undefined) return;
+      await this.write(text);
+      this.onDisk = text;
+    } catch {
+      // Still failing; the refused changes are answered 503 either way.
+    }
   }
 }
