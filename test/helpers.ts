@@ -5,7 +5,7 @@ import { cp, mkdtemp, rm } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { Agent, request } from "undici";
+import { Agent, request, type Dispatcher } from "undici";
 import { loadDevice, type Device, type LoadOptions } from "../src/device.ts";
 import { createServer, stopServer, type ServerOptions } from "../src/server.ts";
 import type { Server } from "node:http";
@@ -90,7 +90,8 @@ export interface CallOptions {
   readonly body?: string | Record<string, unknown>;
   readonly contentType?: string;
   readonly headers?: Record<string, string>;
-  readonly dispatcher?: Agent;
+  /** Any undici dispatcher, e.g. a Client to pin requests to one keep-alive connection. */
+  readonly dispatcher?: Dispatcher;
   readonly localAddress?: string;
 }
 
