@@ -6,7 +6,7 @@
 import { mkdir, readdir, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { buildKeyring, keyringProblems, type Keyring } from "./auth.ts";
-import { deepFreeze, shapeProblems, type Json } from "./documents.ts";
+import { deepFreeze, rootProblem, shapeProblems, type Json } from "./documents.ts";
 import { keepSavedEntries } from "./live-data.ts";
 import { buildSchema, isObject, type Schema } from "./schema.ts";
 import { CommitQueue, isTempFileName, NODE_FS, writeFileDurably, type StoreFs } from "./store.ts";
@@ -224,6 +224,11 @@ export async function loadDevice(options: LoadOptions): Promise<Device> {
       doc = JSON.parse(text) as Json;
     } catch {
       problems.push(`${path}: not valid JSON (a damaged state file; see "Recovery" in the README)`);
+      continue;
+    }
+    const root = rootProblem(doc, factoryDoc);
+    if (root !== undefined) {
+      problems.push(`${path}: ${root}`);
       continue;
     }
     for (const p of shapeProblems(doc, schema)) problems.push(`${path}: ${p}`);

@@ -111,6 +111,20 @@ export function shapeProblems(doc: unknown, schema: Schema): string[] {
   return problems;
 }
 
+/**
+ * What keeps a state document from standing for its factory default: a root of another kind
+ * (object, array, plain value) or an object of another type. shapeProblems alone cannot tell, since
+ * `null` or `[]` hold no object to check. Undefined when none.
+ */
+export function rootProblem(doc: unknown, factory: unknown): string | undefined {
+  const kind = (v: unknown): string => (Array.isArray(v) ? "an array" : isObject(v) ? "an object" : "a plain value");
+  if (kind(doc) !== kind(factory)) return `must be ${kind(factory)}, like its factory default`;
+  if (isObject(doc) && isObject(factory) && doc[TYPE_NAME] !== factory[TYPE_NAME]) {
+    return `must be a ${String(factory[TYPE_NAME])} document, like its factory default`;
+  }
+  return undefined;
+}
+
 /** A deep copy of a JSON document (the staging copy of a write). */
 export function cloneJson<T>(doc: T): T {
   return JSON.parse(JSON.stringify(doc)) as T;
