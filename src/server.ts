@@ -107,8 +107,8 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
     const waitMs = throttle.blockedFor(address);
     if (waitMs > 0) throw new ApiError(ERRORS.TOO_MANY_ATTEMPTS, { "Retry-After": String(Math.ceil(waitMs / 1000)) });
     const keys = presentedKeys(req.rawHeaders);
-    if (needRead) checkKey(keys.rd, pair.rdDigest, ERRORS.READ_DENIED, "ApiRdKey", address, endpoint.name);
-    if (needWrite) checkKey(keys.wr, pair.wrDigest, ERRORS.WRITE_DENIED, "ApiWrKey", address, endpoint.name);
+    if (needRead) checkKey(keys.rd, pair.rdSlot, ERRORS.READ_DENIED, "ApiRdKey", address, endpoint.name);
+    if (needWrite) checkKey(keys.wr, pair.wrSlot, ERRORS.WRITE_DENIED, "ApiWrKey", address, endpoint.name);
   }
 
   function checkKey(presented: string | undefined | typeof DUPLICATED, stored: Buffer, denied: CatalogueEntry, header: string, address: string, endpoint: string): void {

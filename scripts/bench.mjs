@@ -1,0 +1,202 @@
+// `npm run bench` (never part of `npm test`): apikeyd against a bare node:http server answering the
+// very same bytes, under the same undici load, alternating A B A B over several rounds, medians
+// reported. Also: durable PUTs with 1 and 16 writers, resident memory after the load, time from
+// spawn to listening, bundle size. Prints a markdown table and writes bench-results/latest.json.
+//
+// Knobs (environment): BENCH_DURATION seconds per run (3), BENCH_ROUNDS (5), BENCH_WARMUP seconds (1),
+// BENCH_CONNECTIONS for reads (16), BENCH_WRITERS (16), BENCH_STARTS spawns per server (9),
+// BENCH_SCENARIOS comma list (small,document,refused,put), BENCH_DIR parent of state folders (os.tmpdir()),
+// BENCH_OUT (bench-results/latest.json).
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import * as os from "node:os";
+import { dirname, join } from "node:path";
+import {
+  APIKEYD_ARGS, BUNDLE, READS as ALL_READS, ROOT, captureAnswers, checkSameBytes, drive, killAll, median, memory,
+  putRequest, readRequest, startForLoad, stop, summarize, timeStart,
+} from "./bench/lib.mjs";
+
+const env = process.env;
+const num = (name, fallback) => (env[name] === undefined || env[name] === "" ? fallback : Number(env[name]));
+const OPTIONS = {
+  durationS: num("BENCH_DURATION", 3),
+  rounds: num("BENCH_ROUNDS", 5),
+  warmupS: num("BENCH_WARMUP", 1),
+  connections: num("BENCH_CONNECTIONS", 16),
+  writers: num("BENCH_WRITERS", 16),
+  starts: num("BENCH_STARTS", 9),
+  scenarios: (env.BENCH_SCENARIOS ?? "small,document,refused,put").split(",").map((s) => s.trim()),
+  dir: env.BENCH_DIR ?? os.tmpdir(),
+  out: env.BENCH_OUT ?? join(ROOT, "bench-results", "latest.json"),
+};
+
+const TARGETS = { readRatio: 0.9, memoryMb: 12, startRatio: 1.5, putScaling: 3, bundleKb: 150 };
+
+const READS = ALL_READS.filter((s) => OPTIONS.scenarios.includes(s.name));
+const runDir = mkdtempSync(join(OPTIONS.dir, "apikeyd-bench-"));
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+function machine() {
+  const cpuinfo = readFileSync("/proc/cpuinfo", "utf8");
+  let osName = `${os.type()} ${os.release()}`;
+  try {
+    const pretty = /^PRETTY_NAME="?([^"\n]*)"?/m.exec(readFileSync("/etc/os-release", "utf8"))?.[1];
+    if (pretty) osName = `${pretty} (${os.type()} ${os.release()})`;
+  } catch {}
+  let fs = "unknown";
+  try {
+    fs = execFileSync("findmnt", ["-n", "-o", "FSTYPE,SOURCE", "--target", OPTIONS.dir], { encoding: "utf8" }).trim().replace(/\s+/, " on ");
+  } catch {
+    try {
+      fs = execFileSync("stat", ["-f", "-c", "%T", OPTIONS.dir], { encoding: "utf8" }).trim();
+    } catch {}
+  }
+  return {
+    cpu: /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? os.cpus()[0]?.model ?? "unknown",
+    cores: os.cpus().length,
+    memoryMb: Math.round(os.totalmem() / 2 ** 20),
+    node: process.version,
+    os: osName,
+    stateFolder: `${OPTIONS.dir} (${fs})`,
+  };
+}
+
+const f = (n, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : "n/a");
+const verdict = (ok) => (ok ? "met" : "NOT met");
+
+function table(result) {
+  const lines = [];
+  lines.push("| scenario | server | req/s | p50 ms | p99 ms | server CPU µs/req | ratio to bare | RSS after MB |");
+  lines.push("|---|---|---:|---:|---:|---:|---:|---:|");
+  for (const s of result.reads) {
+    lines.push(`| ${s.title} | apikeyd | ${f(s.apikeyd.rps)} | ${f(s.apikeyd.p50Ms, 2)} | ${f(s.apikeyd.p99Ms, 2)} | ${f(s.apikeyd.serverCpuUsPerReq, 1)} | **${f(s.ratio, 2)}** | ${f(s.apikeyd.memory.rssMb, 1)} |`);
+    lines.push(`| | bare node:http | ${f(s.bare.rps)} | ${f(s.bare.p50Ms, 2)} | ${f(s.bare.p99Ms, 2)} | ${f(s.bare.serverCpuUsPerReq, 1)} | 1 | ${f(s.bare.memory.rssMb, 1)} |`);
+  }
+  for (const p of result.puts) {
+    lines.push(`| durable PUT, ${p.writers} writer${p.writers === 1 ? "" : "s"} | apikeyd | ${f(p.rps)} | ${f(p.p50Ms, 2)} | ${f(p.p99Ms, 2)} | ${f(p.serverCpuUsPerReq, 1)} | | |`);
+  }
+  lines.push("");
+  const t = result.targets;
+  lines.push("| target | measured | goal | |");
+  lines.push("|---|---:|---:|---|");
+  for (const s of result.reads) {
+    if (s.name === "refused") lines.push(`| ${s.title}, ratio to bare | ${f(s.ratio, 2)} | (none) | |`);
+    else lines.push(`| ${s.title}, ratio to bare | ${f(s.ratio, 2)} | ≥ ${TARGETS.readRatio} | ${verdict(s.ratio >= TARGETS.readRatio)} |`);
+  }
+  if (t.memory) lines.push(`| RSS after the read load, apikeyd − bare | ${f(t.memory.diffMb, 1)} MB (${f(t.memory.apikeydMb, 1)} vs ${f(t.memory.bareMb, 1)}) | ≤ ${TARGETS.memoryMb} MB | ${verdict(t.memory.diffMb <= TARGETS.memoryMb)} |`);
+  lines.push(`| start to listening (median of ${OPTIONS.starts}) | ${f(t.start.apikeydMs, 1)} ms vs ${f(t.start.bareMs, 1)} ms = ${f(t.start.ratio, 2)}× | ≤ ${TARGETS.startRatio}× | ${verdict(t.start.ratio <= TARGETS.startRatio)} |`);
+  if (t.putScaling !== undefined) lines.push(`| PUT/s with ${OPTIONS.writers} writers ÷ with 1 | ${f(t.putScaling, 2)}× | ≥ ${TARGETS.putScaling}× | ${verdict(t.putScaling >= TARGETS.putScaling)} |`);
+  lines.push(`| bundle dist/apikeyd.js | ${f(t.bundleKb, 1)} KB | < ${TARGETS.bundleKb} KB | ${verdict(t.bundleKb < TARGETS.bundleKb)} |`);
+  return lines.join("\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+async function main() {
+  const m = machine();
+  const load0 = os.loadavg();
+  const durationMs = OPTIONS.durationS * 1000;
+  const warmupMs = OPTIONS.warmupS * 1000;
+  console.log(`apikeyd bench: ${m.cpu}, ${m.cores} cores, ${m.memoryMb} MB, node ${m.node}, ${m.os}`);
+  console.log(`state folders under ${m.stateFolder}; ${OPTIONS.rounds} rounds of ${OPTIONS.durationS} s per server, ${OPTIONS.connections} connections for reads`);
+  console.log(`load average before: ${load0.map((x) => x.toFixed(2)).join(" ")}`);
+
+  const apikeyd = await startForLoad(runDir, "apikeyd", "apikeyd");
+  await captureAnswers(runDir, apikeyd, READS);
+  const bare = await startForLoad(runDir, "bare", "bare");
+  await checkSameBytes(apikeyd, bare, READS);
+  console.log("the bare server answers the same bytes as apikeyd (Date value aside) for every read scenario");
+  const servers = { apikeyd, bare };
+
+  const reads = [];
+  for (const s of READS) {
+    for (const server of [apikeyd, bare]) await drive(server, OPTIONS.connections, warmupMs, readRequest(s), s.status);
+    const runs = { apikeyd: [], bare: [] };
+    for (let r = 0; r < OPTIONS.rounds; r++) {
+      for (const name of ["apikeyd", "bare"]) {
+        const run = await drive(servers[name], OPTIONS.connections, durationMs, readRequest(s), s.status);
+        runs[name].push(run);
+        console.log(`  ${s.name} round ${r + 1} ${name.padEnd(7)} ${f(run.rps).padStart(6)} req/s  p50 ${f(run.p50Ms, 2)} ms  p99 ${f(run.p99Ms, 2)} ms  server ${f(run.serverCpuUsPerReq, 1)} µs/req, CPU ${f(run.serverCpuPct)}%  client CPU ${f(run.clientCpuPct)}%`);
+      }
+    }
+    const entry = { name: s.name, title: s.title, path: s.path, status: s.status, apikeyd: summarize(runs.apikeyd), bare: summarize(runs.bare) };
+    entry.apikeyd.memory = memory(apikeyd.pid);
+    entry.bare.memory = memory(bare.pid);
+    entry.ratio = median(runs.apikeyd.map((run, i) => run.rps / runs.bare[i].rps));
+    reads.push(entry);
+  }
+  const memoryAfterReads = READS.length > 0 ? { apikeyd: memory(apikeyd.pid), bare: memory(bare.pid) } : undefined;
+  await stop(bare);
+
+  const puts = [];
+  if (OPTIONS.scenarios.includes("put")) {
+    const counts = [1, OPTIONS.writers];
+    const runs = new Map(counts.map((n) => [n, []]));
+    for (const n of counts) await drive(apikeyd, n, warmupMs, putRequest(n), 200);
+    for (let r = 0; r < OPTIONS.rounds; r++) {
+      for (const n of counts) {
+        const run = await drive(apikeyd, n, durationMs, putRequest(n), 200);
+        runs.get(n).push(run);
+        console.log(`  put ${String(n).padStart(2)} writer(s) round ${r + 1} ${f(run.rps).padStart(6)} PUT/s  p50 ${f(run.p50Ms, 2)} ms  p99 ${f(run.p99Ms, 2)} ms  server ${f(run.serverCpuUsPerReq, 1)} µs/req`);
+      }
+    }
+    for (const n of counts) puts.push({ writers: n, ...summarize(runs.get(n)) });
+  }
+  const memoryAfterPuts = memory(apikeyd.pid);
+  await stop(apikeyd);
+
+  // Start-up: alternate the two, each apikeyd spawn on a fresh state folder (seeded from the factory).
+  const starts = { apikeyd: [], bare: [] };
+  await timeStart(runDir, "bare"); // the first spawn pays for cold file caches; not counted
+  await timeStart(runDir, "apikeyd");
+  for (let i = 0; i < OPTIONS.starts; i++) {
+    starts.apikeyd.push(await timeStart(runDir, "apikeyd"));
+    starts.bare.push(await timeStart(runDir, "bare"));
+  }
+
+  const bundleBytes = statSync(BUNDLE).size;
+  const targets = {
+    start: { apikeydMs: median(starts.apikeyd), bareMs: median(starts.bare) },
+    bundleKb: bundleBytes / 1024,
+  };
+  targets.start.ratio = targets.start.apikeydMs / targets.start.bareMs;
+  if (memoryAfterReads) {
+    targets.memory = { apikeydMb: memoryAfterReads.apikeyd.rssMb, bareMb: memoryAfterReads.bare.rssMb };
+    targets.memory.diffMb = targets.memory.apikeydMb - targets.memory.bareMb;
+  }
+  if (puts.length === 2) targets.putScaling = median(puts[0].runs.map((one, i) => puts[1].runs[i].rps / one.rps));
+
+  const result = {
+    date: new Date().toISOString(),
+    machine: m,
+    loadAverage: { before: load0, after: os.loadavg() },
+    options: OPTIONS,
+    apikeydArgs: APIKEYD_ARGS,
+    reads,
+    puts,
+    memory: { afterReads: memoryAfterReads, apikeydAfterPuts: memoryAfterPuts },
+    starts,
+    bundleBytes,
+    targets,
+  };
+  mkdirSync(dirname(OPTIONS.out), { recursive: true });
+  writeFileSync(OPTIONS.out, JSON.stringify(result, null, 2) + "\n");
+
+  console.log("");
+  console.log(`Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryMb} MB RAM, ${m.os}, node ${m.node}; state folder on ${m.stateFolder}.`);
+  console.log(`Load: ${OPTIONS.connections} keep-alive connections (undici, pipelining 1) for reads; medians of ${OPTIONS.rounds} rounds of ${OPTIONS.durationS} s, servers alternating. Load average ${load0.map((x) => x.toFixed(2)).join("/")} before, ${os.loadavg().map((x) => x.toFixed(2)).join("/")} after.`);
+  console.log("");
+  console.log(table(result));
+  console.log("");
+  console.log(`written to ${OPTIONS.out}`);
+}
+
+try {
+  await main();
+} finally {
+  killAll();
+  rmSync(runDir, { recursive: true, force: true });
+}

@@ -1,0 +1,250 @@
+// Shared by scripts/bench.mjs and scripts/bench/profile.mjs: the two servers as child processes,
+// the capture of apikeyd's bytes for the bare server, and the undici load generator.
+import { execFileSync, spawn } from "node:child_process";
+import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import * as net from "node:net";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Pool } from "undici";
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+// BENCH_BUNDLE measures another build of apikeyd (e.g. one with a change undone) with the same harness.
+export const BUNDLE = process.env.BENCH_BUNDLE ?? join(ROOT, "dist", "apikeyd.js");
+const BARE = join(ROOT, "scripts", "bench", "bare-server.mjs");
+const CONFIG_DIR = join(ROOT, "device-config");
+
+// The throttle would block the refused-read load after 10 wrong keys: raised far above what the
+// bench sends, so that every refusal is a real key check ("below the throttle").
+export const APIKEYD_ARGS = ["--host", "127.0.0.1", "--port", "0", "--config-dir", CONFIG_DIR, "--throttle-attempts", "1000000", "--throttle-window", "1"];
+
+/** The read scenarios; each target is distinct so that the bare server can answer by target alone. */
+export const READS = [
+  { name: "small", title: "authenticated small read", path: "/api/v1/properties/name", headers: { ApiRdKey: "rdKey1" }, status: 200 },
+  { name: "document", title: "whole-document read", path: "/api/v1/apikeys", headers: { ApiRdKey: "rdKey2" }, status: 200 },
+  { name: "refused", title: "refused read (wrong key)", path: "/api/v1/properties", headers: { ApiRdKey: "wrongKey" }, status: 401 },
+];
+
+/** Every child spawned, so that a failure never leaves a server running (see killAll). */
+const children = new Set();
+
+/** SIGKILLs every child still running. */
+export function killAll() {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+}
+
+/** Starts a server whose stderr goes to a file (the load never waits on a pipe); resolves once it listens. */
+export async function startForLoad(runDir, kind, label, nodeArgs = []) {
+  const logPath = join(runDir, `${label}.log`);
+  const fd = openSync(logPath, "w");
+  const args = kind === "apikeyd" ? [BUNDLE, ...APIKEYD_ARGS, "--state-dir", join(runDir, `${label}-state`)] : [BARE, join(runDir, "answers.json")];
+  const proc = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ["ignore", "ignore", fd] });
+  children.add(proc);
+  closeSync(fd);
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const text = readFileSync(logPath, "utf8");
+    const match = /listening url=(\S+)/.exec(text);
+    if (match) return { kind, proc, pid: proc.pid, url: match[1], port: Number(new URL(match[1]).port), logPath };
+    if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`${kind} did not start:\n${text}`);
+    await sleep(20);
+  }
+}
+
+/** Spawn to "listening" on stderr, in milliseconds, through a pipe read at once. */
+export async function timeStart(runDir, kind) {
+  const stateDir = join(runDir, `start-${kind}-${Math.random().toString(36).slice(2)}`);
+  const args = kind === "apikeyd" ? [BUNDLE, ...APIKEYD_ARGS, "--state-dir", stateDir] : [BARE, join(runDir, "answers.json")];
+  const t0 = process.hrtime.bigint();
+  const proc = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
+  children.add(proc);
+  const ms = await new Promise((resolve, reject) => {
+    let text = "";
+    proc.stderr.on("data", (chunk) => {
+      text += chunk;
+      if (/listening url=/.test(text)) resolve(Number(process.hrtime.bigint() - t0) / 1e6);
+    });
+    proc.on("exit", () => reject(new Error(`${kind} exited before listening:\n${text}`)));
+  });
+  proc.stderr.resume();
+  await stop({ proc });
+  rmSync(stateDir, { recursive: true, force: true });
+  return ms;
+}
+
+export async function stop(server) {
+  const { proc } = server;
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((resolve) => proc.once("exit", resolve));
+  proc.kill("SIGTERM");
+  const timer = setTimeout(() => proc.kill("SIGKILL"), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Resident memory (VmRSS) and its peak (VmHWM) in MB. */
+export function memory(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (field) => Number(new RegExp(`^${field}:\\s+(\\d+)`, "m").exec(status)?.[1] ?? NaN);
+  return { rssMb: kb("VmRSS") / 1024, peakMb: kb("VmHWM") / 1024 };
+}
+
+/** User plus system CPU time of a process, in milliseconds. */
+function cpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---------------------------------------------------------------------------------------------
+// Capturing apikeyd's bytes and checking that the bare server answers the same
+
+/** One request over a raw socket; the whole response as bytes (read until Content-Length is satisfied). */
+export function rawExchange(port, method, path, headers) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1");
+    let lines = `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n`;
+    for (const [k, v] of Object.entries(headers)) lines += `${k}: ${v}\r\n`;
+    socket.write(lines + "\r\n");
+    let data = Buffer.alloc(0);
+    socket.on("data", (chunk) => {
+      data = Buffer.concat([data, chunk]);
+      const end = data.indexOf("\r\n\r\n");
+      if (end === -1) return;
+      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(data.subarray(0, end).toString("latin1"))?.[1] ?? 0);
+      if (data.length >= end + 4 + length) {
+        socket.destroy();
+        resolve(data);
+      }
+    });
+    socket.on("error", reject);
+  });
+}
+
+export function parseResponse(raw) {
+  const end = raw.indexOf("\r\n\r\n");
+  const [statusLine, ...headerLines] = raw.subarray(0, end).toString("latin1").split("\r\n");
+  const headers = [];
+  for (const line of headerLines) {
+    const colon = line.indexOf(":");
+    headers.push(line.slice(0, colon), line.slice(colon + 1).trim());
+  }
+  return { status: Number(statusLine.split(" ")[1]), headers, body: raw.subarray(end + 4) };
+}
+
+// Node adds these to every answer of both servers by itself.
+const NODE_ADDED = new Set(["date", "connection", "keep-alive"]);
+const maskDate = (raw) => raw.toString("latin1").replace(/\r\nDate: [^\r]*/, "\r\nDate: *");
+
+export async function captureAnswers(runDir, apikeyd, reads) {
+  const answers = [];
+  for (const s of reads) {
+    const { status, headers, body } = parseResponse(await rawExchange(apikeyd.port, "GET", s.path, s.headers));
+    if (status !== s.status) throw new Error(`${s.name}: apikeyd answered ${status}, expected ${s.status}`);
+    const kept = [];
+    for (let i = 0; i < headers.length; i += 2) if (!NODE_ADDED.has(headers[i].toLowerCase())) kept.push(headers[i], headers[i + 1]);
+    answers.push({ url: s.path, status, headers: kept, body: body.toString("base64") });
+  }
+  writeFileSync(join(runDir, "answers.json"), JSON.stringify(answers));
+}
+
+export async function checkSameBytes(apikeyd, bare, reads) {
+  for (const s of reads) {
+    const a = maskDate(await rawExchange(apikeyd.port, "GET", s.path, s.headers));
+    const b = maskDate(await rawExchange(bare.port, "GET", s.path, s.headers));
+    if (a !== b) throw new Error(`${s.name}: the bare server's bytes differ from apikeyd's:\n--- apikeyd\n${a}\n--- bare\n${b}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load
+
+/**
+ * Drives `concurrency` request loops over as many keep-alive connections (pipelining 1) for
+ * `durationMs`; `makeRequest(loop, seq)` gives each request. Uses undici's dispatch with a bare
+ * handler (no stream per answer) so that the load generator stays cheaper than the server it
+ * measures. Returns counts, latency percentiles, and the CPU time of server and generator.
+ */
+export async function drive(server, concurrency, durationMs, makeRequest, expectStatus) {
+  const pool = new Pool(server.url, { connections: concurrency, pipelining: 1 });
+  const latencies = [];
+  let unexpected = 0;
+  const cpu0 = cpuMs(server.pid);
+  const client0 = process.cpuUsage();
+  const t0 = performance.now();
+  const deadline = Date.now() + durationMs;
+  await new Promise((resolve, reject) => {
+    let active = concurrency;
+    const next = (id, seq) => {
+      if (Date.now() >= deadline) {
+        if (--active === 0) resolve();
+        return;
+      }
+      const start = performance.now();
+      pool.dispatch(makeRequest(id, seq), {
+        onRequestStart() {},
+        onResponseStart(_controller, statusCode) {
+          if (statusCode !== expectStatus) unexpected++;
+        },
+        onResponseData() {},
+        onResponseEnd() {
+          latencies.push(performance.now() - start);
+          next(id, seq + 1);
+        },
+        onResponseError(_controller, error) {
+          reject(error);
+        },
+      });
+    };
+    for (let id = 0; id < concurrency; id++) next(id, 0);
+  });
+  const elapsedS = (performance.now() - t0) / 1000;
+  const serverCpuMs = cpuMs(server.pid) - cpu0;
+  const client = process.cpuUsage(client0);
+  await pool.close();
+  if (unexpected > 0) throw new Error(`${server.kind}: ${unexpected} of ${latencies.length} answers had a status other than ${expectStatus}`);
+  latencies.sort((x, y) => x - y);
+  return {
+    requests: latencies.length,
+    rps: latencies.length / elapsedS,
+    p50Ms: percentile(latencies, 0.5),
+    p99Ms: percentile(latencies, 0.99),
+    serverCpuUsPerReq: (serverCpuMs * 1000) / latencies.length,
+    serverCpuPct: (serverCpuMs / 10) / elapsedS,
+    clientCpuPct: ((client.user + client.system) / 1e6 / elapsedS) * 100,
+  };
+}
+
+export const percentile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+export const median = (values) => {
+  const s = [...values].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+export const summarize = (runs) => {
+  const out = { rounds: runs.length };
+  for (const key of ["rps", "p50Ms", "p99Ms", "serverCpuUsPerReq", "serverCpuPct", "clientCpuPct"]) out[key] = median(runs.map((r) => r[key]));
+  out.runs = runs;
+  return out;
+};
+
+export const readRequest = (s) => () => ({ method: "GET", path: s.path, headers: s.headers });
+
+export function putRequest(writers) {
+  return (id, seq) => ({
+    method: "PUT",
+    path: "/api/v1/properties/name",
+    headers: { ApiRdKey: "rdKey1", ApiWrKey: "wrKey1", "Content-Type": "application/x-www-form-urlencoded" },
+    // A different value every time, so that every PUT really writes.
+    body: `name=bench-${writers}-${id}-${seq}`,
+  });
+}
+
