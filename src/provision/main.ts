@@ -1,0 +1,262 @@
+/**
+ * The provisioning tool's entry: replaces every key pair of every device in an inventory with fresh
+ * random keys, records them in the output file, and can be killed at any instant and run again.
+ * Exit codes: 0 every device done, 1 some device failed, 2 nothing attempted (bad usage or files).
+ */
+
+import { unlinkSync } from "node:fs";
+import { chmod, readFile } from "node:fs/promises";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { acquireLock, LockError } from "./files.ts";
+import { InventoryError, parseInventory, type InventoryDevice } from "./inventory.ts";
+import { Journal, JournalError, readJournal, type Intent } from "./journal.ts";
+import { SPEC_THROTTLE, type DeviceThrottle } from "./pacing.ts";
+import { Progress } from "./progress.ts";
+import { provisionDevice, type DeviceOutcome } from "./rotate.ts";
+import { readSecrets, SecretsFile, SecretsFileError } from "./secrets-file.ts";
+
+const USAGE = `Usage: node dist/provision.js --inventory FILE --out FILE [options]
+
+Gives every key pair of every device in FILE fresh random keys (the apikeys pair last), checks
+each change, and records the new keys in the output file (merged, mode 0600). Safe to kill at any
+instant: run it again with the same arguments to finish.
+
+  --inventory FILE       the devices: a JSON array of {"host": "H[:PORT]", "apikeys": {"rd", "wr"}},
+                         or of bare "H[:PORT]" strings, or plain text with one host per line
+                         (bare hosts are taken to have the factory apikeys pair)
+  --out FILE             the output file; its journal is FILE.journal, its lock FILE.lock
+  --concurrency N        devices worked on at once (default 4, at most 64)
+  --dry-run              read the devices and say what would change; change nothing
+  --device-throttle N/S  the devices block an address after N wrong keys in S seconds (default 10/60);
+                         the tool stays under it
+  --timeout S            seconds to wait for each answer (default 10)
+  --help                 this text
+
+Exit status: 0 all devices done, 1 some device failed (named in the summary), 2 nothing was done.`;
+
+const DEFAULT_CONCURRENCY = 4;
+const MAX_CONCURRENCY = 64;
+const DEFAULT_TIMEOUT_S = 10;
+
+/** The command line, checked. */
+interface Settings {
+  readonly inventory: string;
+  readonly out: string;
+  readonly concurrency: number;
+  readonly dryRun: boolean;
+  readonly throttle: DeviceThrottle;
+  readonly timeoutMs: number;
+}
+
+class UsageError extends Error {}
+
+function parseSettings(argv: string[]): Settings | "help" {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        inventory: { type: "string" },
+        out: { type: "string" },
+        concurrency: { type: "string" },
+        "dry-run": { type: "boolean" },
+        "device-throttle": { type: "string" },
+        timeout: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  if (values["help"] === true) return "help";
+  const inventory = values["inventory"];
+  const out = values["out"];
+  if (typeof inventory !== "string" || inventory === "") throw new UsageError("--inventory FILE is required");
+  if (typeof out !== "string" || out === "") throw new UsageError("--out FILE is required");
+  const concurrency = integerOption(values["concurrency"], DEFAULT_CONCURRENCY, 1, MAX_CONCURRENCY, "--concurrency");
+  const timeoutS = integerOption(values["timeout"], DEFAULT_TIMEOUT_S, 1, 600, "--timeout");
+  let throttle = SPEC_THROTTLE;
+  const rawThrottle = values["device-throttle"];
+  if (typeof rawThrottle === "string") {
+    const match = /^(\d+)\/(\d+(?:\.\d+)?)$/.exec(rawThrottle);
+    const maxFailures = Number(match?.[1]);
+    const seconds = Number(match?.[2]);
+    if (match === null || maxFailures < 2 || seconds <= 0) throw new UsageError("--device-throttle takes N/S: N (2 or more) wrong keys in S seconds");
+    throttle = { maxFailures, windowMs: seconds * 1000 };
+  }
+  return { inventory, out, concurrency, dryRun: values["dry-run"] === true, throttle, timeoutMs: timeoutS * 1000 };
+}
+
+function integerOption(raw: string | boolean | undefined, fallback: number, min: number, max: number, name: string): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (typeof raw !== "string" || !/^\d+$/.test(raw) || n < min || n > max) throw new UsageError(`${name} takes a whole number from ${min} to ${max}`);
+  return n;
+}
+
+/** One line on how a device ended. */
+function describe(outcome: DeviceOutcome): string {
+  switch (outcome.status) {
+    case "done":
+      return outcome.changed.length === 0 ? "already provisioned, nothing changed" : `done, ${outcome.changed.length} pairs changed (${outcome.changed.join(", ")})`;
+    case "planned": {
+      const parts: string[] = [];
+      if (outcome.rotate.length > 0) parts.push(`would give ${outcome.rotate.length} pairs new keys (${outcome.rotate.join(", ")})`);
+      if (outcome.confirm.length > 0) parts.push(`would check and record ${outcome.confirm.length} interrupted changes (${outcome.confirm.join(", ")})`);
+      return parts.length === 0 ? "already provisioned, nothing would change" : parts.join("; ");
+    }
+    case "failed":
+      return `FAILED: ${outcome.reason}` + (outcome.changed.length > 0 ? ` (${outcome.changed.length} pairs changed and recorded before that)` : "");
+  }
+}
+
+/** Runs `work` over `items`, at most `limit` at once. */
+async function pool<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await work(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+async function run(settings: Settings): Promise<number> {
+  const devices = parseInventory(await readFile(settings.inventory, "utf8").catch((error: NodeJS.ErrnoException) => {
+    throw new InventoryError(error.code === "ENOENT" ? "no such file" : error.message);
+  }));
+  const outPath = resolve(settings.out);
+  const lockPath = `${outPath}.lock`;
+  let release: (() => Promise<void>) | undefined;
+  if (!settings.dryRun) {
+    release = await acquireLock(lockPath);
+    // A kill needs no cleanup (that is the point of the journal), but a Ctrl-C should not leave
+    // the lock behind for the next run to puzzle over.
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      process.once(signal, () => {
+        try {
+          unlinkSync(lockPath);
+        } catch {
+          // already gone
+        }
+        process.exit(signal === "SIGINT" ? 130 : 143);
+      });
+    }
+  }
+  let journal: Journal | undefined;
+  try {
+    const { hosts, mode } = await readSecrets(outPath);
+    const secrets = new SecretsFile(outPath, hosts);
+    if (mode !== undefined && (mode & 0o077) !== 0) {
+      if (settings.dryRun) {
+        process.stderr.write(`warning: ${outPath} is readable by others (mode ${mode.toString(8)}); it holds keys and should be 0600\n`);
+      } else {
+        await chmod(outPath, 0o600);
+        process.stderr.write(`warning: ${outPath} was readable by others (mode ${mode.toString(8)}); now 0600\n`);
+      }
+    }
+    const contents = await readJournal(`${outPath}.journal`);
+    journal = new Journal(`${outPath}.journal`, contents);
+    const byHost = new Map<string, Intent[]>();
+    for (const intent of contents.intents) byHost.set(intent.host, [...(byHost.get(intent.host) ?? []), intent]);
+    const listed = new Set(devices.map((d) => d.host));
+    const orphans = [...byHost.keys()].filter((h) => !listed.has(h));
+    if (orphans.length > 0) {
+      process.stderr.write(`warning: the journal holds unfinished changes for hosts not in this inventory (${orphans.join(", ")}); they stay in it until a run that lists them finishes\n`);
+    }
+
+    const progress = new Progress(process.stderr, devices.length);
+    const taken = new Set<string>();
+    const openJournal = journal;
+    const outcomes = await pool(devices, settings.concurrency, async (device: InventoryDevice) => {
+      const outcome = await provisionDevice(
+        { device, recorded: secrets.get(device.host), intents: byHost.get(device.host) ?? [] },
+        {
+          dryRun: settings.dryRun,
+          timeoutMs: settings.timeoutMs,
+          throttle: settings.throttle,
+          journal: (intent) => openJournal.append(intent),
+          record: (host, keys, complete) => secrets.record(host, keys, complete),
+          event: (host, message) => progress.event(host, message),
+          taken,
+        },
+      );
+      progress.finish(device.host, describe(outcome), outcome.status === "failed");
+      return { device, outcome };
+    });
+    progress.close();
+
+    if (!settings.dryRun) {
+      // Journal lines of a finished device are resolved: its keys are in the output file. Those of
+      // a failed device stay for the next run.
+      const finished = new Set(outcomes.filter((o) => o.outcome.status === "done").map((o) => o.device.host));
+      const unresolved = journal.intents.filter((i) => !finished.has(i.host));
+      if (unresolved.length !== journal.intents.length || unresolved.length === 0) await journal.rewrite(unresolved);
+    }
+    return summarize(settings, outPath, outcomes);
+  } finally {
+    await journal?.close();
+    await release?.();
+  }
+}
+
+function summarize(settings: Settings, outPath: string, outcomes: ReadonlyArray<{ device: InventoryDevice; outcome: DeviceOutcome }>): number {
+  const failed = outcomes.filter((o) => o.outcome.status === "failed");
+  const lines: string[] = [];
+  const count = (n: number, what: string): string => `${n} ${what}${n === 1 ? "" : "s"}`;
+  if (settings.dryRun) {
+    const planned = outcomes.filter((o) => o.outcome.status === "planned" && (o.outcome.rotate.length > 0 || o.outcome.confirm.length > 0));
+    const pairs = planned.reduce((n, o) => n + (o.outcome.status === "planned" ? o.outcome.rotate.length : 0), 0);
+    lines.push(
+      `Dry run, nothing was changed. ${count(outcomes.length, "device")}: ${planned.length} would change (${count(pairs, "pair")} to get new keys), ` +
+        `${outcomes.length - planned.length - failed.length} already provisioned, ${failed.length} failed.`,
+    );
+  } else {
+    const done = outcomes.filter((o) => o.outcome.status === "done");
+    const changed = done.filter((o) => o.outcome.status === "done" && o.outcome.changed.length > 0);
+    const pairs = outcomes.reduce((n, o) => n + (o.outcome.status === "planned" ? 0 : o.outcome.changed.length), 0);
+    lines.push(
+      `${count(outcomes.length, "device")}: ${changed.length} provisioned now, ${done.length - changed.length} already provisioned, ` +
+        `${failed.length} failed; ${count(pairs, "pair")} got new keys.`,
+    );
+  }
+  if (failed.length > 0) {
+    lines.push("Failed (the other devices were done; run again with the same arguments to retry these):");
+    for (const { device, outcome } of failed) lines.push(`  ${device.host}: ${outcome.status === "failed" ? outcome.reason : ""}`);
+  }
+  if (!settings.dryRun) lines.push(`Keys: ${outPath} (mode 0600). It is the only copy of them: keep it safe, keep a backup.`);
+  process.stdout.write(lines.join("\n") + "\n");
+  return failed.length > 0 ? 1 : 0;
+}
+
+async function main(): Promise<number> {
+  let settings: Settings | "help";
+  try {
+    settings = parseSettings(process.argv.slice(2));
+  } catch (error) {
+    process.stderr.write(`provision: ${(error as Error).message}\n\n${USAGE}\n`);
+    return 2;
+  }
+  if (settings === "help") {
+    process.stdout.write(USAGE + "\n");
+    return 0;
+  }
+  try {
+    return await run(settings);
+  } catch (error) {
+    if (error instanceof InventoryError) process.stderr.write(`provision: inventory ${settings.inventory}: ${error.message}\n`);
+    else if (error instanceof LockError || error instanceof SecretsFileError || error instanceof JournalError) process.stderr.write(`provision: ${error.message}\n`);
+    else process.stderr.write(`provision: ${(error as NodeJS.ErrnoException).code ?? ""} ${(error as Error).message}\n`);
+    return 2;
+  }
+}
+
+void main().then((code) => {
+  process.exitCode = code;
+});

@@ -1,0 +1,314 @@
+/**
+ * One device, start to finish: find which `apikeys` pair opens it, read every pair, give each pair
+ * that is not already ours fresh keys (the `apikeys` pair last), check each change with fresh
+ * requests, and record the result. Every step can be interrupted: the journal line of a change is
+ * on disk before the change is sent, and a later run sorts out which of the two keys each pair has.
+ */
+
+import { setTimeout as sleep } from "node:timers/promises";
+import { deviceRequest, DeviceError, type DeviceAnswer } from "./device-client.ts";
+import type { InventoryDevice } from "./inventory.ts";
+import { newPair, oldPair, type Intent } from "./journal.ts";
+import { APIKEYS, fingerprint, generateKey, samePair, type Pair } from "./keys.ts";
+import { RefusalBudget, type DeviceThrottle } from "./pacing.ts";
+import type { DeviceKeys } from "./secrets-file.ts";
+
+/** What the run knows about one device before it starts on it. */
+export interface DeviceJob {
+  readonly device: InventoryDevice;
+  /** The device's entry in the output file, if any: keys set and checked by an earlier run. */
+  readonly recorded: DeviceKeys | undefined;
+  /** Journal lines for this host, oldest first: changes that may or may not have reached it. */
+  readonly intents: readonly Intent[];
+}
+
+/** The run's collaborators and settings. */
+export interface RotateContext {
+  readonly dryRun: boolean;
+  readonly timeoutMs: number;
+  readonly throttle: DeviceThrottle;
+  /** Appends a journal line and resolves once it is on disk. */
+  journal(intent: Intent): Promise<void>;
+  /** Records keys in the output file (`complete`: the device's whole set) and resolves once on disk. */
+  record(host: string, keys: DeviceKeys, complete: boolean): Promise<void>;
+  /** A progress message about a device; never holds a key. */
+  event(host: string, message: string): void;
+  /** Keys already in use anywhere in this run; new keys are checked against it. */
+  readonly taken: Set<string>;
+}
+
+/** How a device ended. `changed` names the pairs whose new keys this run set or confirmed. */
+export type DeviceOutcome =
+  | { readonly status: "done"; readonly changed: readonly string[] }
+  | { readonly status: "failed"; readonly reason: string; readonly changed: readonly string[] }
+  | { readonly status: "planned"; readonly rotate: readonly string[]; readonly confirm: readonly string[] };
+
+/** A device that cannot be finished in this run; the reason names what went wrong. */
+class DeviceFailure extends Error {}
+
+/** One pair as the device's `apikeys` document lists it. */
+interface DevicePair extends Pair {
+  readonly name: string;
+  readonly index: number;
+}
+
+const API = "/api/v1/";
+/** Passes over a device when its keys change under us (another client, a late request). */
+const MAX_PASSES = 3;
+/** The longest Retry-After the tool waits for (the SPEC's longest block is 15 min), and how often. */
+const MAX_RETRY_AFTER_S = 15 * 60 + 1;
+const MAX_THROTTLED_RETRIES = 8;
+const DEFAULT_RETRY_AFTER_S = 30;
+
+/** Brings one device to fresh keys, or (dry run) says what that would change. Never throws. */
+export async function provisionDevice(job: DeviceJob, ctx: RotateContext): Promise<DeviceOutcome> {
+  const run = new DeviceRun(job, ctx);
+  try {
+    return await run.provision();
+  } catch (error) {
+    const reason = error instanceof DeviceFailure || error instanceof DeviceError ? error.message : `unexpected error: ${String(error)}`;
+    let changed = run.changedKeys();
+    if (Object.keys(changed).length > 0) {
+      try {
+        await ctx.record(job.device.host, changed, false);
+      } catch (recordError) {
+        changed = {};
+        return { status: "failed", reason: `${reason}; and the output could not be written (${(recordError as Error).message}), the journal keeps the keys`, changed: [] };
+      }
+    }
+    return { status: "failed", reason, changed: Object.keys(changed) };
+  }
+}
+
+class DeviceRun {
+  private readonly budget: RefusalBudget;
+  private readonly host: string;
+  /** Every journal line for this host, including those written by this run. */
+  private readonly intents: Intent[];
+  /** Pairs whose keys are known good: recorded earlier and found unchanged, or set and checked now. */
+  private readonly confirmed = new Map<string, Pair>();
+  private readonly changed = new Set<string>();
+
+  constructor(
+    private readonly job: DeviceJob,
+    private readonly ctx: RotateContext,
+  ) {
+    this.budget = new RefusalBudget(ctx.throttle);
+    this.host = job.device.host;
+    this.intents = [...job.intents];
+  }
+
+  /** The keys this run set or confirmed, by pair. */
+  changedKeys(): Record<string, Pair> {
+    const keys: Record<string, Pair> = {};
+    for (const name of this.changed) keys[name] = this.confirmed.get(name) as Pair;
+    return keys;
+  }
+
+  async provision(): Promise<DeviceOutcome> {
+    for (let pass = 1; pass <= MAX_PASSES; pass++) {
+      const { auth, pairs } = await this.discover();
+      if (this.ctx.dryRun) return this.plan(pairs);
+      if ((await this.reconcile(auth, pairs)) === "restart") continue;
+
+      // Once the apikeys pair is one only we know, nothing sent with an older one can land any
+      // more; read everything back once and record exactly what the device now holds.
+      const final = await this.readPairs(this.confirmed.get(APIKEYS) as Pair);
+      if (final === undefined) continue;
+      if (!final.every((p) => samePair(p, this.confirmed.get(p.name)))) continue;
+      const keys: Record<string, Pair> = {};
+      for (const p of final) keys[p.name] = { rd: p.rd, wr: p.wr };
+      const recorded = this.job.recorded;
+      const unchanged = recorded !== undefined && Object.keys(recorded).length === final.length && final.every((p) => samePair(p, recorded[p.name]));
+      if (!unchanged) await this.ctx.record(this.host, keys, true);
+      return { status: "done", changed: [...this.changed] };
+    }
+    throw new DeviceFailure("its keys kept changing while they were being set (is another client changing them?); re-run to finish");
+  }
+
+  /**
+   * Finds the `apikeys` read key that opens the device, trying what the journal, the output file
+   * and the inventory know, most likely first, and reads every pair with it.
+   */
+  private async discover(): Promise<{ auth: Pair; pairs: DevicePair[] }> {
+    const journaled = this.intents.filter((i) => i.endpoint === APIKEYS).reverse();
+    const candidates: Array<{ pair: Pair | undefined; source: string }> = [
+      ...journaled.map((i) => ({ pair: newPair(i), source: "journal (new)" })),
+      { pair: this.confirmed.get(APIKEYS), source: "this run" },
+      { pair: this.job.recorded?.[APIKEYS], source: "output file" },
+      ...journaled.map((i) => ({ pair: oldPair(i), source: "journal (old)" })),
+      { pair: this.job.device.apikeys, source: "inventory" },
+    ];
+    const tried = new Set<string>();
+    const refused: string[] = [];
+    for (const { pair, source } of candidates) {
+      if (pair === undefined || tried.has(pair.rd)) continue;
+      tried.add(pair.rd);
+      const pairs = await this.readPairs(pair);
+      if (pairs === undefined) {
+        refused.push(`${source} rd ${fingerprint(pair.rd)}`);
+        continue;
+      }
+      const own = pairs.find((p) => p.name === APIKEYS);
+      if (own === undefined) throw new DeviceFailure('its apikeys document has no pair named "apikeys"');
+      for (const p of pairs) this.ctx.taken.add(p.rd).add(p.wr);
+      return { auth: { rd: own.rd, wr: own.wr }, pairs };
+    }
+    const which = refused.length === 1 ? "the apikeys read key" : `all ${refused.length} apikeys read keys`;
+    throw new DeviceFailure(`refused ${which} known for it (${refused.join(", ")}): wrong key in the inventory, or provisioned by someone else`);
+  }
+
+  /** Reads the `apikeys` document with `auth.rd`; undefined when that key is refused. */
+  private async readPairs(auth: Pair): Promise<DevicePair[] | undefined> {
+    const a = await this.send("GET", API + APIKEYS, { rd: auth.rd, mayBeRefused: true });
+    if (a.status === 401) return undefined;
+    if (a.status === 404) throw new DeviceFailure("has no apikeys endpoint; not an apikeyd/MKC device?");
+    if (a.status !== 200 || a.error !== 0) throw new DeviceFailure(`answered HTTP ${a.status} (error ${a.error}) to reading apikeys`);
+    const keys = (a.data as { keys?: unknown } | null)?.keys;
+    if (!Array.isArray(keys)) throw new DeviceFailure("its apikeys document has no keys array");
+    return keys.map((p: unknown, index) => {
+      const o = p as Record<string, unknown> | null;
+      if (typeof o?.["name"] !== "string" || typeof o["rd"] !== "string" || typeof o["wr"] !== "string") {
+        throw new DeviceFailure(`its apikeys document has a malformed pair at index ${index}`);
+      }
+      return { name: o["name"], rd: o["rd"], wr: o["wr"], index };
+    });
+  }
+
+  /** The apikeys pair last: its read key is what reads everything else. */
+  private ordered(pairs: readonly DevicePair[]): DevicePair[] {
+    return [...pairs.filter((p) => p.name !== APIKEYS), ...pairs.filter((p) => p.name === APIKEYS)];
+  }
+
+  /** Which pairs a run would change, and which earlier changes it would only confirm. */
+  private plan(pairs: readonly DevicePair[]): DeviceOutcome {
+    const rotate: string[] = [];
+    const confirm: string[] = [];
+    for (const p of this.ordered(pairs)) {
+      if (samePair(p, this.job.recorded?.[p.name])) continue;
+      if (this.landedIntent(p) !== undefined) confirm.push(p.name);
+      else rotate.push(p.name);
+    }
+    return { status: "planned", rotate, confirm };
+  }
+
+  /** The journal line whose new keys the pair holds: a change made by a run that did not check it. */
+  private landedIntent(p: DevicePair): Intent | undefined {
+    return this.intents.filter((i) => i.endpoint === p.name && samePair(newPair(i), p)).pop();
+  }
+
+  /** Sets fresh keys on every pair that does not hold ours yet; "restart" when keys moved under us. */
+  private async reconcile(start: Pair, pairs: readonly DevicePair[]): Promise<"converged" | "restart"> {
+    let auth = start;
+    for (const p of this.ordered(pairs)) {
+      if (samePair(p, this.confirmed.get(p.name))) continue;
+      if (samePair(p, this.job.recorded?.[p.name])) {
+        this.confirmed.set(p.name, { rd: p.rd, wr: p.wr });
+        continue;
+      }
+      const landed = this.landedIntent(p);
+      if (landed !== undefined) {
+        this.ctx.event(this.host, `${p.name}: found the keys of an interrupted change; checking them`);
+        await this.verify(p.name, oldPair(landed), newPair(landed));
+        this.accept(p.name, newPair(landed));
+        continue;
+      }
+
+      const fresh = this.freshPair();
+      const intent: Intent = { host: this.host, endpoint: p.name, oldRd: p.rd, oldWr: p.wr, newRd: fresh.rd, newWr: fresh.wr };
+      await this.ctx.journal(intent);
+      this.intents.push(intent);
+      const a = await this.send("PUT", `${API}${APIKEYS}/keys/${p.index}`, { rd: auth.rd, wr: auth.wr, form: { rd: fresh.rd, wr: fresh.wr } });
+      // 401/403: the apikeys pair is no longer the one we read (a late request, another client);
+      // 1: the pair is gone. Either way, read the device again.
+      if (a.status === 401 || a.status === 403 || a.error === 1) return "restart";
+      if (a.status !== 200 || a.error !== 0) throw new DeviceFailure(`refused the new keys of ${p.name} (HTTP ${a.status}, error ${a.error})`);
+      const now = a.data as Record<string, unknown> | null;
+      if (now?.["name"] !== p.name) throw new DeviceFailure(`its pair ${p.index} is no longer ${p.name}; re-run to finish`);
+      if (now["rd"] !== fresh.rd || now["wr"] !== fresh.wr) throw new DeviceFailure(`answered the change of ${p.name} with other keys than were sent`);
+      if (p.name === APIKEYS) auth = fresh;
+      await this.verify(p.name, p, fresh);
+      this.accept(p.name, fresh);
+    }
+    return "converged";
+  }
+
+  private accept(name: string, keys: Pair): void {
+    this.confirmed.set(name, keys);
+    this.changed.add(name);
+    this.ctx.event(this.host, `${name}: new keys work, old keys refused (rd ${fingerprint(keys.rd)}, wr ${fingerprint(keys.wr)})`);
+  }
+
+  /**
+   * Checks a change with fresh requests to the pair's endpoint: the new read key reads, the new
+   * pair passes the write check, the old read key and the old write key are refused. The write
+   * checks are PUTs with an empty body, which the device refuses (error 9) after the key check,
+   * so they change nothing.
+   */
+  private async verify(name: string, old: Pair, fresh: Pair): Promise<void> {
+    const path = API + encodeURIComponent(name);
+    const read = await this.send("GET", path, { rd: fresh.rd });
+    if (read.status === 404) {
+      // A pair without an endpoint: nothing to check it against but the apikeys document.
+      this.ctx.event(this.host, `${name}: no such endpoint; checked through the apikeys document only`);
+      return;
+    }
+    if (read.status !== 200) throw new DeviceFailure(`${name}: the new read key does not read (HTTP ${read.status}, error ${read.error})`);
+    const write = await this.send("PUT", path, { rd: fresh.rd, wr: fresh.wr, form: {} });
+    if (!passedKeyCheck(write)) throw new DeviceFailure(`${name}: the new write key is refused (HTTP ${write.status}, error ${write.error})`);
+    const oldRead = await this.send("GET", path, { rd: old.rd, mayBeRefused: true });
+    if (oldRead.status !== 401) throw new DeviceFailure(`${name}: the old read key still reads (HTTP ${oldRead.status})`);
+    const oldWrite = await this.send("PUT", path, { rd: fresh.rd, wr: old.wr, form: {}, mayBeRefused: true });
+    if (oldWrite.status !== 403) throw new DeviceFailure(`${name}: the old write key is not refused (HTTP ${oldWrite.status}, error ${oldWrite.error})`);
+  }
+
+  /** Two keys never used before in this run nor found on the device. */
+  private freshPair(): Pair {
+    const next = (): string => {
+      let key = generateKey();
+      while (this.ctx.taken.has(key)) key = generateKey();
+      this.ctx.taken.add(key);
+      return key;
+    };
+    return { rd: next(), wr: next() };
+  }
+
+  /**
+   * One request, paced under the device's throttle when it may be refused on purpose, and repeated
+   * after the device's Retry-After when it answers 429 (a throttled request is not looked at, so
+   * it changed nothing).
+   */
+  private async send(
+    method: "GET" | "PUT",
+    path: string,
+    options: { rd?: string; wr?: string; form?: Record<string, string>; mayBeRefused?: boolean },
+  ): Promise<DeviceAnswer> {
+    for (let attempt = 0; ; attempt++) {
+      if (options.mayBeRefused === true) {
+        const wait = this.budget.delayMs();
+        if (wait > 0) {
+          if (wait >= 1_000) this.ctx.event(this.host, `pausing ${Math.ceil(wait / 1000)} s to stay under the device's wrong-key limit`);
+          await sleep(wait);
+        }
+      }
+      const a = await deviceRequest(this.job.device, method, path, { ...options, timeoutMs: this.ctx.timeoutMs });
+      if (a.status === 429) {
+        const seconds = a.retryAfterS ?? DEFAULT_RETRY_AFTER_S;
+        if (seconds > MAX_RETRY_AFTER_S || attempt >= MAX_THROTTLED_RETRIES) {
+          throw new DeviceFailure(`keeps answering 429 (too many wrong keys from this address; Retry-After ${seconds} s)`);
+        }
+        this.ctx.event(this.host, `throttled (429): waiting ${seconds} s as the device's Retry-After asks`);
+        await sleep(seconds * 1000 + 100);
+        continue;
+      }
+      const presented = (options.rd ?? "") !== "" || (options.wr ?? "") !== "";
+      if ((a.status === 401 || a.status === 403) && presented) this.budget.note();
+      return a;
+    }
+  }
+}
+
+/** Whether a write check got past the keys: any refusal that comes after them in SPEC §5's order. */
+function passedKeyCheck(a: DeviceAnswer): boolean {
+  return a.status !== 401 && a.status !== 403 && a.status < 500 && a.error !== 3 && a.error !== 4;
+}

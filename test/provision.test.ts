@@ -1,0 +1,172 @@
+/**
+ * The fleet provisioning tool (dist/provision.js) against real servers on loopback ports, run as a
+ * child process the way an operator runs it.
+ */
+
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { chmod, readFile, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_THROTTLE } from "../src/throttle.ts";
+import { call, cleanup, closeAgents, ROOT_DIR, tempDir } from "./helpers.ts";
+import {
+  allKeys,
+  closedPort,
+  expectDeviceHolds,
+  FACTORY,
+  hostOf,
+  readSecrets,
+  ROOMY_FLAG,
+  runTool,
+  startFleet,
+  writeInventory,
+} from "./provision-harness.ts";
+
+beforeAll(() => {
+  // npm test has just built dist/; this catches a stale bundle when the file is run alone.
+  execFileSync(process.execPath, ["scripts/build.mjs", "--if-needed"], { cwd: ROOT_DIR, stdio: "pipe" });
+}, 60_000);
+afterEach(cleanup);
+afterAll(closeAgents);
+
+describe("a full run", () => {
+  it("gives every pair of every device fresh keys, records them (0600) and a re-run changes nothing", async () => {
+    const dir = await tempDir();
+    const fleet = await startFleet(3);
+    const [first, second, third] = fleet as [(typeof fleet)[0], (typeof fleet)[0], (typeof fleet)[0]];
+    // The full form and the shortcut (a bare host has the factory apikeys pair) side by side.
+    const inventory = await writeInventory(dir, [{ host: hostOf(first), apikeys: FACTORY["apikeys"] }, hostOf(second), { host: hostOf(third) }]);
+    const out = join(dir, "secrets.json");
+
+    const run = await runTool(["--inventory", inventory, "--out", out, "--concurrency", "2", ...ROOMY_FLAG], dir);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("3 devices: 3 provisioned now, 0 already provisioned, 0 failed; 21 pairs got new keys.");
+    const secrets = await readSecrets(out);
+    expect(Object.keys(secrets).sort()).toEqual(fleet.map(hostOf).sort());
+    for (const ts of fleet) await expectDeviceHolds(ts, secrets[hostOf(ts)]);
+
+    const keys = allKeys(secrets);
+    expect(new Set(keys).size).toBe(42);
+    for (const key of keys) expect(key).toMatch(/^[A-Za-z0-9_-]{32}$/); // 192 bits, header- and form-safe
+    for (const key of keys) expect(run.stdout + run.stderr).not.toContain(key);
+    expect((await stat(out)).mode & 0o777).toBe(0o600);
+    expect(existsSync(`${out}.journal`)).toBe(false);
+    expect(existsSync(`${out}.lock`)).toBe(false);
+
+    const outBefore = await readFile(out, "utf8");
+    const statesBefore = await Promise.all(fleet.map((ts) => readFile(join(ts.stateDir, "apikeys.json"), "utf8")));
+    const again = await runTool(["--inventory", inventory, "--out", out, ...ROOMY_FLAG], dir);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain("3 devices: 0 provisioned now, 3 already provisioned, 0 failed; 0 pairs got new keys.");
+    expect(await readFile(out, "utf8")).toBe(outBefore);
+    expect(await Promise.all(fleet.map((ts) => readFile(join(ts.stateDir, "apikeys.json"), "utf8")))).toEqual(statesBefore);
+  });
+});
+
+describe("the output file", () => {
+  it("is merged: other hosts' keys are kept, and a loose mode becomes 0600", async () => {
+    const dir = await tempDir();
+    const [ts] = await startFleet(1);
+    const out = join(dir, "secrets.json");
+    const other = { "10.1.2.3": { apikeys: { rd: "keep-this-rd", wr: "keep-this-wr" } } };
+    await writeFile(out, JSON.stringify(other), { mode: 0o644 });
+    await chmod(out, 0o644);
+    const inventory = await writeInventory(dir, `# one gateway\n${hostOf(ts!)}\n`, "devices.txt");
+
+    const run = await runTool(["--inventory", inventory, "--out", out, ...ROOMY_FLAG], dir);
+    expect(run.code).toBe(0);
+    const secrets = await readSecrets(out);
+    expect(secrets["10.1.2.3"]).toEqual(other["10.1.2.3"]);
+    await expectDeviceHolds(ts!, secrets[hostOf(ts!)]);
+    expect((await stat(out)).mode & 0o777).toBe(0o600);
+  });
+
+  it("is never overwritten when it is not the tool's own format", async () => {
+    const dir = await tempDir();
+    const [ts] = await startFleet(1);
+    const out = join(dir, "secrets.json");
+    await writeFile(out, "not json at all");
+    const inventory = await writeInventory(dir, [hostOf(ts!)]);
+
+    const run = await runTool(["--inventory", inventory, "--out", out, ...ROOMY_FLAG], dir);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain("is not JSON; refusing to overwrite it");
+    expect(await readFile(out, "utf8")).toBe("not json at all");
+    expect((await call(ts!, "GET", "/api/v1/apikeys/keys/1/rd", { rd: "rdKey2" })).json?.data).toBe("rdKey2");
+  });
+});
+
+describe("devices that cannot be done", () => {
+  it("names an unreachable device and one whose inventory key is wrong, does the others, exits 1", async () => {
+    const dir = await tempDir();
+    const [good, wrongKey] = await startFleet(2);
+    const unreachable = `127.0.0.1:${await closedPort()}`;
+    const inventory = await writeInventory(dir, [
+      hostOf(good!),
+      unreachable,
+      { host: hostOf(wrongKey!), apikeys: { rd: "not-the-key", wr: "wrKey2" } },
+    ]);
+    const out = join(dir, "secrets.json");
+
+    const run = await runTool(["--inventory", inventory, "--out", out, ...ROOMY_FLAG], dir);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toContain("3 devices: 1 provisioned now, 0 already provisioned, 2 failed");
+    expect(run.stdout).toContain(`  ${unreachable}: connection refused`);
+    expect(run.stdout).toContain(`  ${hostOf(wrongKey!)}: refused the apikeys read key known for it (inventory rd `);
+    const secrets = await readSecrets(out);
+    expect(Object.keys(secrets)).toEqual([hostOf(good!)]);
+    await expectDeviceHolds(good!, secrets[hostOf(good!)]);
+    // Untouched: still the factory keys.
+    expect((await call(wrongKey!, "GET", "/api/v1/apikeys/keys/6/rd", { rd: "rdKey2" })).json?.data).toBe("rdKey7");
+  });
+});
+
+describe("--dry-run", () => {
+  it("reads and reports what would change, and changes nothing", async () => {
+    const dir = await tempDir();
+    const [ts] = await startFleet(1);
+    const inventory = await writeInventory(dir, [hostOf(ts!)]);
+    const out = join(dir, "secrets.json");
+    const stateBefore = await readFile(join(ts!.stateDir, "apikeys.json"), "utf8");
+
+    const run = await runTool(["--inventory", inventory, "--out", out, "--dry-run", ...ROOMY_FLAG], dir);
+    expect(run.code).toBe(0);
+    expect(run.stderr).toContain(`${hostOf(ts!)}: would give 7 pairs new keys (properties, httpro, httprw, httpsu, process, data, apikeys)`);
+    expect(run.stdout).toContain("Dry run, nothing was changed. 1 device: 1 would change (7 pairs to get new keys)");
+    expect(existsSync(out)).toBe(false);
+    expect(existsSync(`${out}.journal`)).toBe(false);
+    expect(existsSync(`${out}.lock`)).toBe(false);
+    expect(await readFile(join(ts!.stateDir, "apikeys.json"), "utf8")).toBe(stateBefore);
+  });
+});
+
+describe("the devices' wrong-key throttle (SPEC §5)", () => {
+  it("stays under a throttle it is told about: no 429", async () => {
+    const dir = await tempDir();
+    // 6 wrong keys in 1 s block for 5 s; a device's rotation checks 14 old keys.
+    const [ts] = await startFleet(1, { ...DEFAULT_THROTTLE, maxFailures: 6, windowMs: 1_000, blockMs: 5_000, maxBlockMs: 5_000 });
+    const inventory = await writeInventory(dir, [hostOf(ts!)]);
+    const out = join(dir, "secrets.json");
+
+    const run = await runTool(["--inventory", inventory, "--out", out, "--device-throttle", "6/1"], dir);
+    expect(run.code).toBe(0);
+    expect(run.stderr).not.toContain("429");
+    const secrets = await readSecrets(out);
+    expect(Object.keys(secrets[hostOf(ts!)] ?? {})).toHaveLength(7);
+  });
+
+  it("honours Retry-After when a device blocks it anyway", async () => {
+    const dir = await tempDir();
+    // Stricter than the tool is told (100 in 60 s): blocked after every 5th wrong key, for 1 s.
+    const [ts] = await startFleet(1, { ...DEFAULT_THROTTLE, maxFailures: 5, blockMs: 1_000, maxBlockMs: 1_000 });
+    const inventory = await writeInventory(dir, [hostOf(ts!)]);
+    const out = join(dir, "secrets.json");
+
+    const run = await runTool(["--inventory", inventory, "--out", out, "--device-throttle", "100/60"], dir);
+    expect(run.code).toBe(0);
+    expect(run.stderr).toContain("throttled (429): waiting 1 s as the device's Retry-After asks");
+    const secrets = await readSecrets(out);
+    expect(Object.keys(secrets[hostOf(ts!)] ?? {})).toHaveLength(7);
+  });
+});
