@@ -84,8 +84,12 @@ describe("empty keys", () => {
     for (const rd of ["wrong", "rdKey1", "also wrong"]) {
       expect((await call(ts, "GET", "/api/v1/properties/name", { ...from, rd })).text).toBe(ok("eNetMini1"));
     }
+    // An address blocked for a wrong key elsewhere still reads the open endpoint (SPEC §5).
+    expect((await call(ts, "GET", "/api/v1/httpro", { ...from, rd: "guess" })).text).toBe(READ_DENIED);
+    expect((await call(ts, "GET", "/api/v1/httpro", { ...from, rd: "rdKey3" })).json?.meta.error).toBe(12);
+    expect((await call(ts, "GET", "/api/v1/properties/name", from)).text).toBe(ok("eNetMini1"));
     // Writing still needs the write key; the read side stays open.
-    expect((await call(ts, "PUT", "/api/v1/properties/name", { ...from, body: "name=x" })).text).toBe(WRITE_DENIED);
+    expect((await call(ts, "PUT", "/api/v1/properties/name", { localAddress: "127.0.0.22", body: "name=x" })).text).toBe(WRITE_DENIED);
     expect((await call(ts, "PUT", "/api/v1/properties/name", { localAddress: "127.0.0.22", wr: "wrKey1", body: "name=x" })).text).toBe(ok("x"));
   });
 
