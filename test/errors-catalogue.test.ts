@@ -184,7 +184,9 @@ describe("error 3: ApiRdKey missing or wrong", () => {
 describe("error 4: read key right, ApiWrKey missing or wrong", () => {
   it("refuses the write and changes nothing", async () => {
     const ts = shared;
-    expectError(await call(ts, "PUT", "/api/v1/properties", { ...RD1, body: "name=x" }), 4);
+    const refused = await call(ts, "PUT", "/api/v1/properties", { ...RD1, body: "name=x" });
+    expectError(refused, 4);
+    expect(refused.headers["connection"]).toBe("close"); // the body was never read
     expectError(await call(ts, "PUT", "/api/v1/properties", { ...RD1, wr: "wrKey2", body: "name=x" }), 4);
     expectError(await call(ts, "PUT", "/api/v1/properties", { ...RD1, wr: "", body: "name=x" }), 4);
     expect((await call(ts, "GET", "/api/v1/properties/name", RD1)).text).toBe(ok("eNetMini1"));
@@ -312,6 +314,8 @@ describe("error 9: a bad request", () => {
     ["a field without =", "name", undefined],
     ["a field without a name", "=x", undefined],
     ["a field named twice", "name=a&name=b", undefined],
+    ["an empty field at the end", "name=a&", undefined],
+    ["an empty field inside", "name=a&&domain=b", undefined],
     ["bad percent-encoding in a value", "name=%ZZ", undefined],
     ["a percent-encoded byte that is not UTF-8", "name=%C3", undefined],
     ["malformed JSON", '{"name":', "application/json"],
