@@ -5,8 +5,8 @@
  */
 
 import { unlinkSync } from "node:fs";
-import { chmod, readFile } from "node:fs/promises";
-import { resolve } from "node:path";
+import { chmod, readdir, readFile, unlink } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { acquireLock, LockError } from "./files.ts";
 import { InventoryError, parseInventory, type InventoryDevice } from "./inventory.ts";
@@ -151,6 +151,7 @@ async function run(settings: Settings): Promise<number> {
   }
   let journal: Journal | undefined;
   try {
+    if (!settings.dryRun) await removeStaleTempFiles(outPath);
     const { hosts, mode } = await readSecrets(outPath);
     const secrets = new SecretsFile(outPath, hosts);
     if (mode !== undefined && (mode & 0o077) !== 0) {
@@ -206,6 +207,17 @@ async function run(settings: Settings): Promise<number> {
   }
 }
 
+/**
+ * Removes temporary copies of the output file and the journal left by a killed run: the rename
+ * never happened, so the files they were meant to replace still hold everything, and they hold keys.
+ */
+async function removeStaleTempFiles(outPath: string): Promise<void> {
+  const prefix = `.${basename(outPath)}.`;
+  for (const name of await readdir(dirname(outPath))) {
+    if (name.startsWith(prefix) && name.endsWith(".tmp")) await unlink(join(dirname(outPath), name)).catch(() => undefined);
+  }
+}
+
 function summarize(settings: Settings, outPath: string, outcomes: ReadonlyArray<{ device: InventoryDevice; outcome: DeviceOutcome }>): number {
   const failed = outcomes.filter((o) => o.outcome.status === "failed");
   const lines: string[] = [];
@@ -252,7 +264,7 @@ async function main(): Promise<number> {
   } catch (error) {
     if (error instanceof InventoryError) process.stderr.write(`provision: inventory ${settings.inventory}: ${error.message}\n`);
     else if (error instanceof LockError || error instanceof SecretsFileError || error instanceof JournalError) process.stderr.write(`provision: ${error.message}\n`);
-    else process.stderr.write(`provision: ${(error as NodeJS.ErrnoException).code ?? ""} ${(error as Error).message}\n`);
+    else process.stderr.write(`provision: ${(error as Error).message}\n`);
     return 2;
   }
 }
