@@ -33,6 +33,14 @@ export class StartupError extends Error {
   override name = "StartupError";
 }
 
+/** A reload refused (the state folder does not pass the start-up checks); the old state stays. */
+export class ReloadError extends Error {
+  override name = "ReloadError";
+}
+
+/** Rounds of reading the state folder before a reload under constant writes gives up. */
+const RELOAD_ATTEMPTS = 10;
+
 /** Where the device lives on disk, and how to report what is worth a warning. */
 export interface LoadOptions {
   readonly configDir: string;
@@ -46,6 +54,11 @@ export class Device {
   keyring: Keyring = new Map();
   readonly endpoints = new Map<string, Endpoint>();
 
+  /** Where loadDevice read the state from, and how each endpoint's document is written there. */
+  source: { readonly stateDir: string; readonly persist: Map<string, (doc: Json) => string> } | undefined;
+  /** File writes under way (commits, and the rewrites that follow a failed one). */
+  writesInFlight = 0;
+
   constructor(
     readonly schema: Schema,
     readonly factory: ReadonlyMap<string, Json>,
@@ -54,6 +67,44 @@ export class Device {
   /** Resolves once every change under way is on disk (for a clean stop). */
   async idle(): Promise<void> {
     await Promise.all([...this.endpoints.values()].map((e) => e.docs.idle()));
+  }
+
+  /**
+   * Re-reads the state folder (SIGHUP): every file is checked as at start-up, and only if all pass
+   * are the documents whose files changed swapped in; otherwise ReloadError, and the device keeps
+   * serving what it had. Returns the names of the endpoints that changed. A `data` file contributes
+   * its saved outputs only, as at start; the live values of the others stay.
+   */
+  async reload(): Promise<string[]> {
+    const source = this.source;
+    if (source === undefined) throw new ReloadError("this device was not loaded from a state folder");
+    for (let attempt = 0; attempt < RELOAD_ATTEMPTS; attempt++) {
+      await this.idle();
+      const before = new Map([...this.endpoints].map(([name, e]) => [name, e.docs.committed]));
+      const files = new Map<string, Json>();
+      const problems: string[] = [];
+      for (const name of this.endpoints.keys()) {
+        const file = await readStateFile(source.stateDir, name, this.factory.get(name) as Json, this.schema);
+        if (file.status === "missing") problems.push(`${join(source.stateDir, name + ".json")}: missing (a restart seeds it from the factory default)`);
+        else if (file.status === "invalid") problems.push(...file.problems);
+        else if (file.text !== source.persist.get(name)?.(before.get(name) as Json)) files.set(name, file.doc);
+      }
+      if (problems.length > 0) throw new ReloadError(problems.join("\n"));
+      // From here on nothing awaits, so no request runs in between. A write that committed or is
+      // under way while the files were read may not be in what was read: read again.
+      const busy = this.writesInFlight > 0 || [...this.endpoints].some(([name, e]) => e.docs.committed !== before.get(name) || e.docs.latest !== e.docs.committed);
+      if (busy) continue;
+      const plainFirst = [...files].sort(([a], [b]) => Number(this.schema.live.has(a)) - Number(this.schema.live.has(b)));
+      for (const [name, doc] of plainFirst) {
+        const endpoint = this.endpoints.get(name) as Endpoint;
+        const live = this.schema.live.get(name);
+        const flags = live === undefined ? undefined : this.endpoints.get(live.saveFlag.endpoint)?.docs.committed;
+        const next = live === undefined ? doc : keepSavedEntries(endpoint.docs.committed, doc, flags, live, this.schema);
+        endpoint.docs.reset(deepFreeze(next));
+      }
+      return [...files.keys()];
+    }
+    throw new ReloadError("the device kept writing while the state folder was read; try again");
   }
 
   /** Names of endpoints open to anyone, and of endpoints still using a factory key. */
@@ -157,6 +208,40 @@ export async function loadFactory(configDir: string): Promise<{ schema: Schema; 
   return { schema, factory };
 }
 
+/** One state file, read and checked as a start would: absent, broken (with every problem), or its document. */
+export type StateFile =
+  | { readonly status: "missing" }
+  | { readonly status: "invalid"; readonly problems: readonly string[] }
+  | { readonly status: "ok"; readonly doc: Json; readonly text: string; readonly addedPairs: boolean };
+
+/**
+ * Reads `<stateDir>/<name>.json` and checks it: valid JSON, the shape rules, and for `apikeys` the
+ * keyring, with the factory pairs it lacks added (`addedPairs`). Reads only; never writes.
+ */
+export async function readStateFile(stateDir: string, name: string, factoryDoc: Json, schema: Schema): Promise<StateFile> {
+  const path = join(stateDir, `${name}.json`);
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === "ENOENT" ? { status: "missing" } : { status: "invalid", problems: [`${path}: cannot be read (${code})`] };
+  }
+  let doc: Json;
+  try {
+    doc = JSON.parse(text) as Json;
+  } catch {
+    return { status: "invalid", problems: [`${path}: not valid JSON (a damaged state file; see "Recovery" in the README)`] };
+  }
+  const root = rootProblem(doc, factoryDoc);
+  if (root !== undefined) return { status: "invalid", problems: [`${path}: ${root}`] };
+  const problems = shapeProblems(doc, schema).map((p) => `${path}: ${p}`);
+  if (name === APIKEYS_ENDPOINT) problems.push(...keyringProblems(doc).map((p) => `${path}: ${p}`));
+  if (problems.length > 0) return { status: "invalid", problems };
+  const merged = name === APIKEYS_ENDPOINT ? withMissingPairs(doc, factoryDoc) : doc;
+  return { status: "ok", doc: merged, text, addedPairs: merged !== doc };
+}
+
 /** Pairs of the factory `apikeys` that the state lacks (an update added an endpoint) are appended. */
 function withMissingPairs(state: Json, factory: Json): Json {
   if (!isObject(state) || !isObject(factory) || !Array.isArray(state["keys"]) || !Array.isArray(factory["keys"])) return state;
@@ -202,14 +287,8 @@ export async function loadDevice(options: LoadOptions): Promise<Device> {
   const problems: string[] = [];
   for (const [name, factoryDoc] of factory) {
     const path = join(stateDir, `${name}.json`);
-    let text: string;
-    try {
-      text = await readFile(path, "utf8");
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "ENOENT") {
-        problems.push(`${path}: cannot be read (${(error as NodeJS.ErrnoException).code})`);
-        continue;
-      }
+    const file = await readStateFile(stateDir, name, factoryDoc, schema);
+    if (file.status === "missing") {
       try {
         await writeFileDurably(fs, stateDir, `${name}.json`, fileText(factoryDoc));
       } catch (writeError) {
@@ -219,33 +298,21 @@ export async function loadDevice(options: LoadOptions): Promise<Device> {
       stored.set(name, factoryDoc);
       continue;
     }
-    let doc: Json;
-    try {
-      doc = JSON.parse(text) as Json;
-    } catch {
-      problems.push(`${path}: not valid JSON (a damaged state file; see "Recovery" in the README)`);
+    if (file.status === "invalid") {
+      problems.push(...file.problems);
       continue;
     }
-    const root = rootProblem(doc, factoryDoc);
-    if (root !== undefined) {
-      problems.push(`${path}: ${root}`);
-      continue;
+    if (file.addedPairs && problems.length === 0) {
+      await writeFileDurably(fs, stateDir, `${name}.json`, fileText(file.doc));
+      warn(`added the key pairs of new endpoints to ${path}`);
     }
-    for (const p of shapeProblems(doc, schema)) problems.push(`${path}: ${p}`);
-    if (name === APIKEYS_ENDPOINT) {
-      for (const p of keyringProblems(doc)) problems.push(`${path}: ${p}`);
-      const merged = withMissingPairs(doc, factoryDoc);
-      if (merged !== doc && problems.length === 0) {
-        await writeFileDurably(fs, stateDir, `${name}.json`, fileText(merged));
-        warn(`added the key pairs of new endpoints to ${path}`);
-      }
-      doc = merged;
-    }
-    stored.set(name, doc);
+    stored.set(name, file.doc);
   }
   if (problems.length > 0) throw new StartupError(problems.join("\n"));
 
   const device = new Device(schema, factory);
+  const persistOf = new Map<string, (doc: Json) => string>();
+  device.source = { stateDir, persist: persistOf };
   const flagsOf = (endpoint: string): Json | undefined => device.endpoints.get(endpoint)?.docs.committed ?? stored.get(endpoint);
   for (const [name, storedDoc] of stored) {
     const live = schema.live.get(name);
@@ -260,12 +327,16 @@ export async function loadDevice(options: LoadOptions): Promise<Device> {
       answers.clear();
       if (name === APIKEYS_ENDPOINT) device.keyring = buildKeyring(doc);
     };
-    const docs = new CommitQueue<Json>(
-      deepFreeze(initial),
-      persist,
-      (text) => writeFileDurably(fs, stateDir, `${name}.json`, text),
-      onCommit,
-    );
+    persistOf.set(name, persist);
+    const write = async (text: string): Promise<void> => {
+      device.writesInFlight++;
+      try {
+        await writeFileDurably(fs, stateDir, `${name}.json`, text);
+      } finally {
+        device.writesInFlight--;
+      }
+    };
+    const docs = new CommitQueue<Json>(deepFreeze(initial), persist, write, onCommit);
     device.endpoints.set(name, { name, readOnly: name === DEVICE_ENDPOINT, docs, answers });
     onCommit(initial);
   }

@@ -7,13 +7,18 @@ export type LogFields = Readonly<Record<string, string | number | boolean | unde
 /** Where the server reports what happened. */
 export interface Logger {
   log(level: LogLevel, message: string, fields?: LogFields): void;
+  /**
+   * One line per answered request (optional: library users and tests may leave it out). Positional
+   * arguments, so that the hot path builds no object: `pair` is the key pair that let it in, or "-".
+   */
+  request?(client: string, method: string, path: string, status: number, ms: number, pair: string): void;
 }
 
-/** A logger writing lines to `write` (standard error by default). */
-export function createLogger(format: LogFormat = "text", write: (line: string) => void = (l) => process.stderr.write(l + "\n")): Logger {
+/** A logger writing lines to `write` (standard error by default, see stderrLines). */
+export function createLogger(format: LogFormat = "text", write: (line: string) => void = stderrLines()): Logger {
   return {
     log(level, message, fields = {}) {
-      const time = new Date().toISOString();
+      const time = timestamp();
       if (format === "json") {
         write(JSON.stringify({ time, level, msg: message, ...fields }));
         return;
@@ -22,8 +27,70 @@ export function createLogger(format: LogFormat = "text", write: (line: string) =
       for (const [k, v] of Object.entries(fields)) if (v !== undefined) line += ` ${k}=${formatValue(v)}`;
       write(line);
     },
+    request(client, method, path, status, ms, pair) {
+      const time = timestamp();
+      const duration = ms.toFixed(3);
+      if (format === "json") {
+        // Method, address and pair name cannot hold a quote (HTTP tokens, node's addresses, endpoint file names).
+        write(`{"time":"${time}","level":"info","msg":"request","client":"${client}","method":"${method}","path":${JSON.stringify(path)},"status":${status},"ms":${duration},"pair":"${pair}"}`);
+        return;
+      }
+      write(`${time} REQ   ${client} ${method} ${PLAIN_PATH.test(path) ? path : JSON.stringify(path)} ${status} ${duration}ms ${pair}`);
+    },
   };
 }
+
+let lastMs = 0;
+let lastTime = "";
+
+/** The ISO time of now, formatted once per millisecond however many lines share it. */
+function timestamp(): string {
+  const ms = Date.now();
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastTime = new Date(ms).toISOString();
+  }
+  return lastTime;
+}
+
+let stderrWriter: ((line: string) => void) | undefined;
+
+/**
+ * Lines to standard error, gathered and written once per turn of the event loop: a busy server
+ * makes one write per batch of requests rather than one per request line. What is pending is
+ * written at exit (process.exit included); only a SIGKILL can lose the last turn's lines.
+ */
+export function stderrLines(): (line: string) => void {
+  if (stderrWriter !== undefined) return stderrWriter;
+  let pending = "";
+  let scheduled = false;
+  const flush = (): void => {
+    scheduled = false;
+    if (pending === "") return;
+    const text = pending;
+    pending = "";
+    try {
+      process.stderr.write(text);
+    } catch {
+      // Nowhere left to report it.
+    }
+  };
+  process.on("exit", flush);
+  stderrWriter = (line) => {
+    pending += line + "\n";
+    if (pending.length >= MAX_PENDING_LOG_CHARS) flush();
+    else if (!scheduled) {
+      scheduled = true;
+      setImmediate(flush);
+    }
+  };
+  return stderrWriter;
+}
+
+const MAX_PENDING_LOG_CHARS = 64 * 1024;
+
+// A path with a space, a quote or a control character is quoted, so that one line stays one line.
+const PLAIN_PATH = /^[\x21\x23-\x7e]+$/;
 
 function formatValue(v: string | number | boolean): string {
   const s = String(v);

@@ -3,22 +3,58 @@
  * handles signals. Everything else is the library (`createServer`, `loadDevice`).
  */
 
+import type * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { loadDevice, StartupError } from "./device.ts";
+import * as tls from "node:tls";
+import { fingerprint, type Keyring } from "./auth.ts";
+import { runCommand } from "./commands/run.ts";
+import { processIo } from "./commands/shared.ts";
+import { loadDevice, ReloadError, StartupError, type Device } from "./device.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { helpText, parseOptions, UsageError, type Options } from "./options.ts";
 import { createServer, stopServer } from "./server.ts";
+import { lockStateFolder, LockedError, type StateLock } from "./state-lock.ts";
+import { readTlsFiles, TlsFileError, type TlsFiles } from "./tls.ts";
 
 declare const APIKEYD_VERSION: string | undefined;
 /** Set by the build from package.json. */
 export const VERSION = typeof APIKEYD_VERSION === "string" ? APIKEYD_VERSION : "0.0.0-dev";
 
+/** Takes the state folder for the server: an offline command changing it meanwhile would be lost. */
+async function lockForServer(stateDir: string): Promise<StateLock> {
+  try {
+    return await lockStateFolder(stateDir, "serve");
+  } catch (error) {
+    if (error instanceof LockedError) throw new StartupError(`${error.message}; one process at a time may own it`);
+    throw new StartupError(`state folder ${stateDir}: cannot be locked (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+  }
+}
+
+async function readTls(options: Options): Promise<TlsFiles | undefined> {
+  if (options.tlsCert === undefined || options.tlsKey === undefined) return undefined;
+  try {
+    return await readTlsFiles(options.tlsCert, options.tlsKey);
+  } catch (error) {
+    if (error instanceof TlsFileError) throw new StartupError(error.message);
+    throw error;
+  }
+}
+
 async function serve(options: Options, log: Logger): Promise<void> {
-  const device = await loadDevice({
-    configDir: options.configDir,
-    stateDir: options.stateDir,
-    warn: (message) => log.log("warn", message),
-  });
+  const lock = await lockForServer(options.stateDir);
+  let device: Device;
+  let tlsFiles: TlsFiles | undefined;
+  try {
+    tlsFiles = await readTls(options);
+    device = await loadDevice({
+      configDir: options.configDir,
+      stateDir: options.stateDir,
+      warn: (message) => log.log("warn", message),
+    });
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
   const report = device.provisioningReport();
   if (report.open.length > 0) {
     log.log("warn", "endpoints open to anyone (an empty key); acceptable only before provisioning", { endpoints: report.open.join(",") });
@@ -27,9 +63,10 @@ async function serve(options: Options, log: Logger): Promise<void> {
     log.log("warn", "endpoints still use factory keys; provision the device before it goes into the field", { endpoints: report.factoryKeys.join(",") });
   }
 
-  const server = createServer(device, { log, throttle: options.throttle, allowedHosts: options.allowedHosts });
+  const server = createServer(device, { log, throttle: options.throttle, allowedHosts: options.allowedHosts, tls: tlsFiles });
   server.on("error", (error: NodeJS.ErrnoException) => {
     log.log("error", "cannot listen", { code: error.code, host: options.host, port: options.port });
+    lock.release();
     process.exit(1);
   });
 
@@ -40,17 +77,60 @@ async function serve(options: Options, log: Logger): Promise<void> {
     log.log("info", "stopping", { signal });
     await stopServer(server);
     await device.idle();
+    lock.release();
     log.log("info", "stopped");
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
+  // Reloads run one after another; a SIGHUP during a stop is ignored.
+  let reloads = Promise.resolve();
+  process.on("SIGHUP", () => {
+    if (!stopping) reloads = reloads.then(() => reload(device, server, options, log));
+  });
 
   server.listen(options.port, options.host, () => {
     const address = server.address() as AddressInfo;
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
-    log.log("info", "listening", { url: `http://${host}:${address.port}`, version: VERSION, state: options.stateDir });
+    const scheme = tlsFiles === undefined ? "http" : "https";
+    log.log("info", "listening", { url: `${scheme}://${host}:${address.port}`, version: VERSION, state: options.stateDir });
   });
+}
+
+/** SIGHUP: the state folder, and the TLS files, read again; whatever does not pass keeps the old. */
+async function reload(device: Device, server: http.Server, options: Options, log: Logger): Promise<void> {
+  const before = device.keyring;
+  try {
+    const changed = await device.reload();
+    log.log("info", "reloaded the state folder", { changed: changed.length > 0 ? changed.join(",") : "nothing" });
+    auditKeyChanges(before, device.keyring, log);
+  } catch (error) {
+    if (!(error instanceof ReloadError)) {
+      log.log("error", "reload failed", { detail: error instanceof Error ? error.message : String(error) });
+    } else {
+      for (const line of error.message.split("\n")) log.log("error", `reload refused: ${line}`);
+      log.log("warn", "still serving the state loaded before; fix the files and send SIGHUP again");
+    }
+  }
+  if (server instanceof tls.Server) {
+    try {
+      const files = await readTls(options);
+      if (files !== undefined) server.setSecureContext({ cert: files.cert, key: files.key });
+      log.log("info", "reloaded the TLS certificate", { cert: options.tlsCert });
+    } catch (error) {
+      log.log("error", `TLS reload refused: ${(error as Error).message}; the old certificate stays`);
+    }
+  }
+}
+
+/** Audit events for the keys a reload changed: which pair and side, and the new key's fingerprint. */
+function auditKeyChanges(before: Keyring, after: Keyring, log: Logger): void {
+  for (const [name, pair] of after) {
+    for (const side of ["rd", "wr"] as const) {
+      if (before.get(name)?.[side] === pair[side]) continue;
+      log.log("info", "key changed", { event: "key-changed", source: "reload", pair: name, side, fingerprint: fingerprint(pair[side]) });
+    }
+  }
 }
 
 async function main(argv: readonly string[]): Promise<number | undefined> {
@@ -71,6 +151,7 @@ async function main(argv: readonly string[]): Promise<number | undefined> {
     return 0;
   }
   const log = createLogger(options.logFormat);
+  if (options.command.length > 0) return runCommand(options, processIo(log));
   try {
     await serve(options, log);
   } catch (error) {

@@ -15,6 +15,16 @@ export interface Options {
   readonly throttle: ThrottleOptions;
   readonly help: boolean;
   readonly version: boolean;
+  /** PEM files of the HTTPS certificate and key; both or neither. */
+  readonly tlsCert: string | undefined;
+  readonly tlsKey: string | undefined;
+  /** The subcommand and its arguments (`keys set properties`); empty: serve. */
+  readonly command: readonly string[];
+  /** Flags of the subcommands (`keys set --rd K --wr K`, `reset --keys-only --yes`). */
+  readonly rd: string | undefined;
+  readonly wr: string | undefined;
+  readonly keysOnly: boolean;
+  readonly yes: boolean;
 }
 
 /** A usage problem: the entry prints it with a pointer to --help and exits 2. */
@@ -30,6 +40,8 @@ const FLAGS = {
   "state-dir": { env: "APIKEYD_STATE_DIR", help: "live state, one file per endpoint (default: ./var)" },
   "allowed-hosts": { env: "APIKEYD_ALLOWED_HOSTS", help: "comma-separated Host header values to accept, e.g. 192.168.15.100:8080 (default: any)" },
   "log-format": { env: "APIKEYD_LOG_FORMAT", help: "text or json (default: text)" },
+  "tls-cert": { env: "APIKEYD_TLS_CERT", help: "certificate chain, PEM: serve HTTPS (with --tls-key)" },
+  "tls-key": { env: "APIKEYD_TLS_KEY", help: "private key of the certificate, PEM" },
   "throttle-attempts": { env: "APIKEYD_THROTTLE_ATTEMPTS", help: "wrong keys from one address that block it (default: 10)" },
   "throttle-window": { env: "APIKEYD_THROTTLE_WINDOW", help: "seconds in which those wrong keys count (default: 60)" },
   "throttle-block": { env: "APIKEYD_THROTTLE_BLOCK", help: "seconds of the first block, doubled per further offence within an hour (default: 30)" },
@@ -41,9 +53,17 @@ type FlagName = keyof typeof FLAGS;
 /** The text of --help. */
 export function helpText(): string {
   const lines = [
-    "Usage: node dist/apikeyd.js [options]",
+    "Usage: node dist/apikeyd.js [options]            serve (the default)",
+    "       node dist/apikeyd.js <command> [options]",
     "",
     "Serves the device's JSON documents under /api/v1/<endpoint>, each guarded by its key pair.",
+    "",
+    "Commands (field service; they use --config-dir and --state-dir like the server):",
+    "  keys show                              print every key pair of the state folder (the keys themselves)",
+    "  keys set <pair> [--rd KEY] [--wr KEY]  change a pair offline (refused while the server runs)",
+    "  keys generate                          print a new random key (192 bits, header-safe)",
+    "  reset [--keys-only] [--yes]            factory reset of the state (or of the keys alone)",
+    "  check                                  check the config and state folders; exit 1 on any problem",
     "",
     "Options (each also settable through the environment variable shown):",
   ];
@@ -51,7 +71,8 @@ export function helpText(): string {
     lines.push(`  --${name.padEnd(20)} ${env.padEnd(28)} ${help}`);
   }
   lines.push("  --help                 print this text", "  --version              print the version", "");
-  lines.push("Signals: SIGTERM and SIGINT stop cleanly (requests in flight are finished).");
+  lines.push("Signals: SIGTERM and SIGINT stop cleanly (requests in flight are finished);");
+  lines.push("SIGHUP reloads the state folder (and the TLS certificate) from disk.");
   return lines.join("\n");
 }
 
@@ -69,9 +90,17 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
   try {
     parsed = parseArgs({
       args: [...argv],
-      options: { ...spec, help: { type: "boolean", short: "h" }, version: { type: "boolean" } },
+      options: {
+        ...spec,
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean" },
+        rd: { type: "string" },
+        wr: { type: "string" },
+        "keys-only": { type: "boolean" },
+        yes: { type: "boolean", short: "y" },
+      },
       strict: true,
-      allowPositionals: false,
+      allowPositionals: true,
     });
   } catch (error) {
     throw new UsageError((error as Error).message);
@@ -92,6 +121,12 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
   const portText = get("port");
   const hosts = get("allowed-hosts");
   const attempts = get("throttle-attempts");
+  const tlsCert = get("tls-cert");
+  const tlsKey = get("tls-key");
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError("--tls-cert and --tls-key go together");
+  const command = Object.freeze([...parsed.positionals]);
+  const commandFlag = (["rd", "wr", "keys-only", "yes"] as const).find((f) => values[f] !== undefined);
+  if (command.length === 0 && commandFlag !== undefined) throw new UsageError(`--${commandFlag} belongs to a command (keys set, reset)`);
   return Object.freeze({
     host: get("host"),
     port: portText === undefined ? 8080 : integer("port", portText, 0, 65535),
@@ -108,5 +143,12 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
     }),
     help: values["help"] === true,
     version: values["version"] === true,
+    tlsCert,
+    tlsKey,
+    command,
+    rd: typeof values["rd"] === "string" ? values["rd"] : undefined,
+    wr: typeof values["wr"] === "string" ? values["wr"] : undefined,
+    keysOnly: values["keys-only"] === true,
+    yes: values["yes"] === true,
   });
 }

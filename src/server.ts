@@ -4,6 +4,7 @@
  */
 
 import * as http from "node:http";
+import * as https from "node:https";
 import type { Socket } from "node:net";
 import { keyMatches, DUPLICATED, fingerprint, presentedKeys } from "./auth.ts";
 import { bodyFormat, parseBody, readBody } from "./body.ts";
@@ -32,6 +33,8 @@ export interface ServerOptions {
   readonly allowedHosts?: readonly string[];
   /** Clock for the `time` stamps of writes, in milliseconds. */
   readonly now?: () => number;
+  /** When set, the server speaks HTTPS (node:https) with this certificate and key (PEM); same API. */
+  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
 }
 
 export const DEFAULT_LIMITS = Object.freeze({
@@ -61,13 +64,20 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
   const now = options.now ?? Date.now;
   const allowedHosts = options.allowedHosts === undefined ? undefined : new Set(options.allowedHosts.map((h) => h.toLowerCase()));
 
-  const server = http.createServer({
+  const httpOptions: http.ServerOptions = {
+    // Our request class carries the arrival time and the pair that let it in, for the log line.
+    IncomingMessage: Request,
     maxHeaderSize: limits.maxHeaderBytes,
     headersTimeout: limits.headersTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     connectionsCheckingInterval: 1_000,
-  });
+  };
+  const server =
+    options.tls === undefined
+      ? http.createServer(httpOptions)
+      : // https.Server is an http.Server over TLS; a handshake gets as long as a request's headers.
+        (https.createServer({ ...httpOptions, cert: options.tls.cert, key: options.tls.key, handshakeTimeout: limits.headersTimeoutMs }) as http.Server);
   server.maxConnections = limits.maxConnections;
 
   /** Sends one envelope: exact Content-Length, no body for HEAD, closing when the body went unread. */
@@ -77,6 +87,10 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
     if (closingServers.has(server) || (hasBody(req) && !bodyConsumed.has(req))) headers.push("Connection", "close");
     res.writeHead(status, headers);
     res.end(req.method === "HEAD" ? undefined : body);
+    if (log.request !== undefined) {
+      const r = req as Request;
+      log.request(req.socket.remoteAddress ?? "-", req.method ?? "-", loggedPath(req.url ?? ""), status, performance.now() - r.started, r.pair);
+    }
   }
 
   function fail(req: http.IncomingMessage, res: http.ServerResponse, error: unknown): void {
@@ -109,6 +123,7 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
     const keys = presentedKeys(req.rawHeaders);
     if (needRead) checkKey(keys.rd, pair.rdSlot, ERRORS.READ_DENIED, "ApiRdKey", address, endpoint.name);
     if (needWrite) checkKey(keys.wr, pair.wrSlot, ERRORS.WRITE_DENIED, "ApiWrKey", address, endpoint.name);
+    (req as Request).pair = endpoint.name;
   }
 
   function checkKey(presented: string | undefined | typeof DUPLICATED, stored: Buffer, denied: CatalogueEntry, header: string, address: string, endpoint: string): void {
@@ -203,6 +218,21 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
 }
 
 const bodyConsumed = new WeakSet<http.IncomingMessage>();
+
+/** A request as our server builds it: when it arrived, and the name of the pair its keys matched. */
+class Request extends http.IncomingMessage {
+  readonly started = performance.now();
+  pair = "-";
+}
+
+const MAX_LOGGED_PATH = 256;
+
+/** The path of a request target for the log: never the query string (it may hold anything). */
+function loggedPath(url: string): string {
+  const query = url.indexOf("?");
+  const path = query === -1 ? url : url.slice(0, query);
+  return path.length > MAX_LOGGED_PATH ? path.slice(0, MAX_LOGGED_PATH) + "..." : path;
+}
 
 function hasBody(req: http.IncomingMessage): boolean {
   const length = req.headers["content-length"];

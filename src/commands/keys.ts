@@ -1,0 +1,90 @@
+/**
+ * `keys show`, `keys set`, `keys generate`: the recovery tools for someone with shell access to the
+ * state folder. `show` prints the keys themselves: that is its purpose (whoever can read the folder
+ * can read apikeys.json anyway).
+ */
+
+import { randomBytes } from "node:crypto";
+import { fingerprint, keyringProblems } from "../auth.ts";
+import { APIKEYS_ENDPOINT, fileText, loadFactory, readStateFile } from "../device.ts";
+import { cloneJson, shapeProblems, TYPE_NAME, type Json } from "../documents.ts";
+import { convertText, INVALID, isObject } from "../schema.ts";
+import { NODE_FS, writeFileDurably } from "../store.ts";
+import { CommandError, orRefuse, takeStateFolder, type CommandIo } from "./shared.ts";
+
+/** Random bytes in a generated key: 192 bits, 32 characters of base64url (A-Z a-z 0-9 - _). */
+const GENERATED_KEY_BYTES = 24;
+// Keys never hold a space, so this marker cannot be mistaken for one.
+const EMPTY_KEY = "(empty: open)";
+
+/** A new random key, printable and safe in a header. */
+export function generateKey(): string {
+  return randomBytes(GENERATED_KEY_BYTES).toString("base64url");
+}
+
+/** `keys show`: every pair of the state's apikeys.json (the factory's when there is no state yet). */
+export async function keysShow(configDir: string, stateDir: string, io: CommandIo): Promise<number> {
+  const { schema, factory } = await orRefuse(loadFactory(configDir));
+  const factoryDoc = factory.get(APIKEYS_ENDPOINT) as Json;
+  const file = await readStateFile(stateDir, APIKEYS_ENDPOINT, factoryDoc, schema);
+  if (file.status === "invalid") {
+    throw new CommandError(`${file.problems.join("\n")}\nTo start over with the factory keys: apikeyd reset --keys-only`);
+  }
+  if (file.status === "missing") io.err(`no ${APIKEYS_ENDPOINT}.json in ${stateDir} yet: these are the factory pairs, which the first start copies there`);
+  const pairs = pairsOf(file.status === "ok" ? file.doc : factoryDoc);
+  const rows = [["pair", "rd", "wr"], ...pairs.map((p) => [p.name, p.rd === "" ? EMPTY_KEY : p.rd, p.wr === "" ? EMPTY_KEY : p.wr])];
+  const widths = [0, 1].map((c) => Math.max(...rows.map((r) => (r[c] as string).length)));
+  for (const r of rows) io.out(`${(r[0] as string).padEnd(widths[0] as number)}  ${(r[1] as string).padEnd(widths[1] as number)}  ${r[2]}`);
+  return 0;
+}
+
+/** `keys set <pair> [--rd K] [--wr K]`: changes one pair on disk, with the API's key rule. */
+export async function keysSet(configDir: string, stateDir: string, name: string, keys: { rd: string | undefined; wr: string | undefined }, io: CommandIo): Promise<number> {
+  if (keys.rd === undefined && keys.wr === undefined) throw new CommandError("keys set needs --rd KEY, --wr KEY or both", 2);
+  const { schema, factory } = await orRefuse(loadFactory(configDir));
+  const lock = await takeStateFolder(stateDir, "keys set");
+  try {
+    const factoryDoc = factory.get(APIKEYS_ENDPOINT) as Json;
+    const file = await readStateFile(stateDir, APIKEYS_ENDPOINT, factoryDoc, schema);
+    if (file.status === "invalid") {
+      throw new CommandError(`${file.problems.join("\n")}\nTo start over with the factory keys: apikeyd reset --keys-only`);
+    }
+    const doc = cloneJson(file.status === "ok" ? file.doc : factoryDoc) as { keys: Json[] };
+    const pair = doc.keys.find((p) => isObject(p) && p["name"] === name) as Record<string, Json> | undefined;
+    if (pair === undefined) throw new CommandError(`no key pair named "${name}"; the pairs are: ${pairsOf(doc).map((p) => p.name).join(", ")}`);
+    const rules = schema.types.get(String(pair[TYPE_NAME]))?.writable;
+    const changes: Array<["rd" | "wr", string]> = [];
+    if (keys.rd !== undefined) changes.push(["rd", keys.rd]);
+    if (keys.wr !== undefined) changes.push(["wr", keys.wr]);
+    for (const [side, text] of changes) {
+      const rule = rules?.get(side);
+      if (rule === undefined) throw new CommandError(`${side} of ${String(pair[TYPE_NAME])} is not writable`);
+      const value = convertText(rule, text);
+      // The message never repeats the key: it may be a near miss of a real one.
+      if (value === INVALID) throw new CommandError(`--${side}: a key is 0 to 128 printable ASCII characters without spaces (0x21 to 0x7E)`);
+      pair[side] = value as string;
+    }
+    const problems = [...shapeProblems(doc, schema), ...keyringProblems(doc)];
+    if (problems.length > 0) throw new CommandError(`the changed ${APIKEYS_ENDPOINT}.json would be invalid: ${problems.join("; ")}`);
+    await writeFileDurably(NODE_FS, stateDir, `${APIKEYS_ENDPOINT}.json`, fileText(doc));
+    for (const [side, key] of changes) {
+      io.log.log("info", "key changed", { event: "key-changed", source: "keys-set", pair: name, side, fingerprint: fingerprint(key) });
+      if (key === "") io.err(`warning: ${name} ${side} is empty: anyone may ${side === "rd" ? "read" : "write"} (see "Security")`);
+    }
+    io.out(`${name}: ${changes.map(([side]) => side).join(" and ")} changed in ${stateDir}/${APIKEYS_ENDPOINT}.json`);
+    return 0;
+  } finally {
+    lock.release();
+  }
+}
+
+/** `keys generate`: one new key on stdout. */
+export function keysGenerate(io: CommandIo): number {
+  io.out(generateKey());
+  return 0;
+}
+
+function pairsOf(doc: unknown): Array<{ name: string; rd: string; wr: string }> {
+  const keys = isObject(doc) && Array.isArray(doc["keys"]) ? (doc["keys"] as unknown[]) : [];
+  return keys.filter(isObject).map((p) => ({ name: String(p["name"]), rd: String(p["rd"]), wr: String(p["wr"]) }));
+}

@@ -1,0 +1,53 @@
+/** The field-service commands: `node dist/apikeyd.js <command> ...` instead of serving. */
+
+import type { Options } from "../options.ts";
+import { check } from "./check.ts";
+import { keysGenerate, keysSet, keysShow } from "./keys.ts";
+import { reset } from "./reset.ts";
+import { CommandError, type CommandIo } from "./shared.ts";
+
+/** Runs `options.command`; resolves to the exit code. Refusals are printed on stderr. */
+export async function runCommand(options: Options, io: CommandIo): Promise<number> {
+  try {
+    return await dispatch(options, io);
+  } catch (error) {
+    if (!(error instanceof CommandError)) throw error;
+    for (const line of error.message.split("\n")) io.err(`apikeyd: ${line}`);
+    if (error.exitCode === 2) io.err("Try --help.");
+    return error.exitCode;
+  }
+}
+
+function dispatch(options: Options, io: CommandIo): Promise<number> {
+  const [command, sub, ...rest] = options.command;
+  const words = options.command.join(" ");
+  const expect = (count: number, onlyFlags: ReadonlyArray<"rd" | "wr" | "keysOnly" | "yes">): void => {
+    if (options.command.length !== count) throw new CommandError(`"${words}": unexpected or missing arguments`, 2);
+    for (const flag of ["rd", "wr", "keysOnly", "yes"] as const) {
+      const given = flag === "keysOnly" || flag === "yes" ? options[flag] : options[flag] !== undefined;
+      if (given && !onlyFlags.includes(flag)) throw new CommandError(`"${words}" takes no --${flag === "keysOnly" ? "keys-only" : flag}`, 2);
+    }
+  };
+  if (command === "keys" && sub === "show") {
+    expect(2, []);
+    return keysShow(options.configDir, options.stateDir, io);
+  }
+  if (command === "keys" && sub === "set") {
+    expect(3, ["rd", "wr"]);
+    return keysSet(options.configDir, options.stateDir, rest[0] as string, { rd: options.rd, wr: options.wr }, io);
+  }
+  if (command === "keys" && sub === "generate") {
+    expect(2, []);
+    return Promise.resolve(keysGenerate(io));
+  }
+  if (command === "reset") {
+    expect(1, ["keysOnly", "yes"]);
+    return reset(options.configDir, options.stateDir, { keysOnly: options.keysOnly, yes: options.yes }, io);
+  }
+  if (command === "check") {
+    expect(1, []);
+    const tls = options.tlsCert !== undefined && options.tlsKey !== undefined ? { cert: options.tlsCert, key: options.tlsKey } : undefined;
+    return check(options.configDir, options.stateDir, tls, io);
+  }
+  throw new CommandError(`unknown command "${words}" (commands: keys show, keys set, keys generate, reset, check)`, 2);
+}
