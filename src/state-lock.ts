@@ -107,16 +107,24 @@ function isAlive(owner: LockOwner): boolean {
     // EPERM: the process exists under another user (the service's), so it is alive.
     if ((error as NodeJS.ErrnoException).code === "ESRCH") return false;
   }
-  const startTime = processStartTime(owner.pid);
-  return owner.startTime === "-" || startTime === undefined || startTime === owner.startTime;
+  const stat = procStat(owner.pid);
+  if (stat === undefined) return true; // no /proc: the signal's answer is all there is
+  // A zombie (killed, not yet reaped by its parent) holds nothing any more.
+  if (stat[0] === "Z" || stat[0] === "X") return false;
+  return owner.startTime === "-" || stat[19] === owner.startTime;
 }
 
 /** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot), where /proc exists. */
 function processStartTime(pid: number): string | undefined {
+  return procStat(pid)?.[19];
+}
+
+/** The fields of /proc/<pid>/stat from the third (state) on, or undefined without /proc. */
+function procStat(pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     // The command name (field 2) may hold spaces and parentheses: count from the last ")".
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   } catch {
     return undefined;
   }

@@ -121,7 +121,7 @@ describe("keys set", () => {
       expect(r.stderr).toBe("apikeyd: --rd: a key is 0 to 128 printable ASCII characters without spaces (0x21 to 0x7E)\n");
     }
     expect(await snapshot(stateDir)).toEqual(before);
-    const longest = "~".repeat(64) + "!".repeat(64);
+    const longest = "-" + "~".repeat(63) + "!".repeat(64); // a leading dash goes as --wr=KEY
     expect((await runCli(["keys", "set", "data", `--wr=${longest}`, "--state-dir", stateDir])).code).toBe(0);
     expect((await runCli(["keys", "show", "--state-dir", stateDir])).stdout).toContain(`data        rdKey7  ${longest}\n`);
   });
