@@ -72,13 +72,16 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     connectionsCheckingInterval: 1_000,
+    // Node 20 answers a missing Host with its own plain 400; we answer it with the envelope (handle()).
+    requireHostHeader: false,
   };
   const server =
     options.tls === undefined
       ? http.createServer(httpOptions)
       : // https.Server is an http.Server over TLS; a handshake gets as long as a request's headers.
         (https.createServer({ ...httpOptions, cert: options.tls.cert, key: options.tls.key, handshakeTimeout: limits.headersTimeoutMs }) as http.Server);
-  server.maxConnections = limits.maxConnections;
+  capConnections(server, limits.maxConnections);
+  cutStalledReaders(server, limits.requestTimeoutMs);
 
   /** Sends one envelope: exact Content-Length, no body for HEAD, closing when the body went unread. */
   function send(req: http.IncomingMessage, res: http.ServerResponse, status: number, body: Buffer, extra?: Readonly<Record<string, string>>): void {
@@ -179,9 +182,13 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
   function handle(req: http.IncomingMessage, res: http.ServerResponse): void | Promise<void> {
     const url = req.url ?? "";
     if (url.length > limits.maxUrlBytes) throw new ApiError(ERRORS.HEADERS_TOO_LARGE);
-    if (allowedHosts !== undefined && !allowedHosts.has((req.headers.host ?? "").toLowerCase())) {
+    // HTTP/1.1 requires one Host (RFC 9112 §3.2; node keeps the first of several); with an
+    // allow-list, only the listed values pass.
+    const host = req.headers.host;
+    if (allowedHosts !== undefined ? !allowedHosts.has(host?.toLowerCase() ?? "") : host === undefined && req.httpVersion === "1.1") {
       throw new ApiError(ERRORS.BAD_REQUEST);
     }
+    if (host !== undefined && hostLines(req.rawHeaders) > 1) throw new ApiError(ERRORS.BAD_REQUEST);
     const query = url.indexOf("?");
     const path = query === -1 ? url : url.slice(0, query);
     if (!path.startsWith(PREFIX)) throw new ApiError(ERRORS.ENDPOINT_NOT_FOUND);
@@ -213,8 +220,69 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
     }
   });
 
-  server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => answerClientError(error, socket));
+  // Requests node would answer itself, in plain text, go through the pipeline instead. An Expect other
+  // than 100-continue may be ignored (RFC 9110 §10.1.1); CONNECT gets the 404 or 405 any method would.
+  server.on("checkExpectation", (req: http.IncomingMessage, res: http.ServerResponse) => server.emit("request", req, res));
+  server.on("connect", (req: http.IncomingMessage, socket: Socket) => {
+    socket.on("error", () => socket.destroy()); // node has removed its own listeners from this socket
+    const res = new http.ServerResponse(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket);
+    res.on("finish", () => socket.end());
+    server.emit("request", req, res);
+  });
+
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => {
+    const inFlight = (socket as SocketWithResponse)._httpMessage;
+    if (inFlight && !inFlight.headersSent && !inFlight.req.complete && socket.writable && error.code?.startsWith("HPE_")) {
+      // The body of the request being served is malformed: that request gets the answer.
+      answeredSockets.add(socket); // and the parser's repeats of the error get none
+      fail(inFlight.req, inFlight, new ApiError(ERRORS.BAD_REQUEST));
+      return;
+    }
+    answerClientError(error, socket);
+  });
   return server;
+}
+
+type SocketWithResponse = Socket & { _httpMessage?: http.ServerResponse | null };
+
+/**
+ * Caps open connections at `max`. A connection beyond the cap closes the oldest one that is not
+ * serving a request (idle, or still sending its headers), and only when every one is busy the
+ * newcomer itself: a flood of idle or slow sockets cannot lock a real client out, whereas node's
+ * own maxConnections would refuse everyone until they time out.
+ */
+function capConnections(server: http.Server, max: number): void {
+  const open = new Set<Socket>(); // insertion order: oldest first
+  // Over TLS the requests run on a TLSSocket wrapped around the TCP socket counted here (its _parent).
+  const httpSocketOf = new WeakMap<Socket, SocketWithResponse>();
+  server.on("secureConnection", (tlsSocket: SocketWithResponse & { _parent?: Socket }) => {
+    if (tlsSocket._parent !== undefined) httpSocketOf.set(tlsSocket._parent, tlsSocket);
+  });
+  server.on("connection", (socket: Socket) => {
+    open.add(socket);
+    socket.once("close", () => open.delete(socket));
+    if (open.size <= max) return;
+    for (const candidate of open) {
+      if ((httpSocketOf.get(candidate) ?? (candidate as SocketWithResponse))._httpMessage) continue;
+      open.delete(candidate);
+      candidate.destroy(); // over TLS, destroying the TCP socket closes the TLSSocket too
+      return;
+    }
+  });
+}
+
+/**
+ * A client that sends requests but never reads the answers keeps its connection busy for ever:
+ * node's request timeouts end when a request has arrived, and capConnections spares busy
+ * connections. A connection on which nothing moved for `ms` while an answer waits to be written
+ * is cut; one waiting for our own work (a slow disk) is left alone.
+ */
+function cutStalledReaders(server: http.Server, ms: number): void {
+  server.setTimeout(ms, (socket: SocketWithResponse) => {
+    if (socket.writableLength > 0 || !socket._httpMessage) socket.destroy();
+  });
 }
 
 const bodyConsumed = new WeakSet<http.IncomingMessage>();
@@ -232,6 +300,15 @@ function loggedPath(url: string): string {
   const query = url.indexOf("?");
   const path = query === -1 ? url : url.slice(0, query);
   return path.length > MAX_LOGGED_PATH ? path.slice(0, MAX_LOGGED_PATH) + "..." : path;
+}
+
+function hostLines(rawHeaders: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string;
+    if (name.length === 4 && name.toLowerCase() === "host") n++;
+  }
+  return n;
 }
 
 function hasBody(req: http.IncomingMessage): boolean {
@@ -257,22 +334,33 @@ function definedOnly(options: ServerOptions): Partial<typeof DEFAULT_LIMITS> {
   return out;
 }
 
+const answeredSockets = new WeakSet<Socket>();
+
 /**
  * Requests node's parser refused (malformed, oversized headers) still get the envelope where the
- * socket can be written to; timeouts and resets are just closed.
+ * socket can be written to, after the answers to the requests before them on the connection, which
+ * is then closed; timeouts and resets are just closed.
  */
 function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
   const code = error.code ?? "";
-  if (!socket.writable || code === "ECONNRESET" || code === "ERR_HTTP_REQUEST_TIMEOUT" || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+  if (!socket.writable || code === "ECONNRESET" || code === "ERR_HTTP_REQUEST_TIMEOUT") {
     socket.destroy();
     return;
   }
+  if (answeredSockets.has(socket)) return; // the parser repeats its error for every later chunk
+  answeredSockets.add(socket);
   const entry = code === "HPE_HEADER_OVERFLOW" ? ERRORS.HEADERS_TOO_LARGE : ERRORS.BAD_REQUEST;
   const body = ERROR_BODIES.get(entry.code) as Buffer;
-  socket.end(
+  const answer =
     `HTTP/1.1 ${entry.status} ${http.STATUS_CODES[entry.status]}\r\nContent-Type: application/json\r\n` +
-      `Content-Length: ${body.length}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body.toString()}`,
-  );
+    `Content-Length: ${body.length}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body.toString()}`;
+  const whenIdle = (): void => {
+    const inFlight = (socket as SocketWithResponse)._httpMessage;
+    if (inFlight) inFlight.once("close", whenIdle); // pipelined answers go first, in order
+    else if (socket.writable) socket.end(answer);
+    else socket.destroy();
+  };
+  whenIdle();
 }
 
 /**
