@@ -112,8 +112,11 @@ export async function rawOnce(port: number, bytes: string | Buffer, localAddress
   }
 }
 
+/** An answer from either client: RawClient or helpers' call(). */
+type AnyAnswer = Pick<RawAnswer, "status" | "text"> & { readonly headers: Readonly<Record<string, string | string[] | undefined>> };
+
 /** Asserts an answer is exactly the catalogue's envelope for `code`, with its status and headers. */
-export function expectFailure(answer: RawAnswer, code: number): void {
+export function expectFailure(answer: AnyAnswer, code: number): void {
   const entry = CATALOGUE.find((e) => e.code === code);
   if (entry === undefined) throw new Error(`no catalogue entry ${code}`);
   expect({ status: answer.status, text: answer.text }).toEqual({ status: entry.status, text: failure(code, entry.message) });
