@@ -68,22 +68,25 @@ const verdict = (ok) => (ok ? "met" : "NOT met");
 
 function table(result) {
   const lines = [];
-  lines.push("| scenario | server | req/s | p50 ms | p99 ms | server CPU µs/req | ratio to bare | RSS after MB |");
-  lines.push("|---|---|---:|---:|---:|---:|---:|---:|");
+  lines.push("| scenario | server | req/s | p50 ms | p99 ms | req/s ratio to bare | server CPU µs/req | CPU ratio (bare ÷ apikeyd) | load generator CPU | RSS after MB |");
+  lines.push("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const s of result.reads) {
-    lines.push(`| ${s.title} | apikeyd | ${f(s.apikeyd.rps)} | ${f(s.apikeyd.p50Ms, 2)} | ${f(s.apikeyd.p99Ms, 2)} | ${f(s.apikeyd.serverCpuUsPerReq, 1)} | **${f(s.ratio, 2)}** | ${f(s.apikeyd.memory.rssMb, 1)} |`);
-    lines.push(`| | bare node:http | ${f(s.bare.rps)} | ${f(s.bare.p50Ms, 2)} | ${f(s.bare.p99Ms, 2)} | ${f(s.bare.serverCpuUsPerReq, 1)} | 1 | ${f(s.bare.memory.rssMb, 1)} |`);
+    const a = s.apikeyd;
+    const b = s.bare;
+    lines.push(`| ${s.title} | apikeyd | ${f(a.rps)} | ${f(a.p50Ms, 2)} | ${f(a.p99Ms, 2)} | **${f(s.ratio, 2)}** | ${f(a.serverCpuUsPerReq, 1)} | ${f(s.cpuRatio, 2)} | ${f(a.clientCpuPct)}% | ${f(a.memory.rssMb, 1)} |`);
+    lines.push(`| | bare node:http | ${f(b.rps)} | ${f(b.p50Ms, 2)} | ${f(b.p99Ms, 2)} | 1 | ${f(b.serverCpuUsPerReq, 1)} | 1 | ${f(b.clientCpuPct)}% | ${f(b.memory.rssMb, 1)} |`);
   }
   for (const p of result.puts) {
-    lines.push(`| durable PUT, ${p.writers} writer${p.writers === 1 ? "" : "s"} | apikeyd | ${f(p.rps)} | ${f(p.p50Ms, 2)} | ${f(p.p99Ms, 2)} | ${f(p.serverCpuUsPerReq, 1)} | | |`);
+    lines.push(`| durable PUT, ${p.writers} writer${p.writers === 1 ? "" : "s"} | apikeyd | ${f(p.rps)} | ${f(p.p50Ms, 2)} | ${f(p.p99Ms, 2)} | | ${f(p.serverCpuUsPerReq, 1)} | | ${f(p.clientCpuPct)}% | |`);
   }
   lines.push("");
   const t = result.targets;
   lines.push("| target | measured | goal | |");
   lines.push("|---|---:|---:|---|");
   for (const s of result.reads) {
-    if (s.name === "refused") lines.push(`| ${s.title}, ratio to bare | ${f(s.ratio, 2)} | (none) | |`);
-    else lines.push(`| ${s.title}, ratio to bare | ${f(s.ratio, 2)} | ≥ ${TARGETS.readRatio} | ${verdict(s.ratio >= TARGETS.readRatio)} |`);
+    const measured = `${f(s.ratio, 2)} (CPU ratio ${f(s.cpuRatio, 2)})`;
+    if (s.name === "refused") lines.push(`| ${s.title}, req/s ratio to bare | ${measured} | (none) | |`);
+    else lines.push(`| ${s.title}, req/s ratio to bare | ${measured} | ≥ ${TARGETS.readRatio} | ${verdict(s.ratio >= TARGETS.readRatio)} |`);
   }
   if (t.memory) lines.push(`| RSS after the read load, apikeyd − bare | ${f(t.memory.diffMb, 1)} MB (${f(t.memory.apikeydMb, 1)} vs ${f(t.memory.bareMb, 1)}) | ≤ ${TARGETS.memoryMb} MB | ${verdict(t.memory.diffMb <= TARGETS.memoryMb)} |`);
   lines.push(`| start to listening (median of ${OPTIONS.starts}) | ${f(t.start.apikeydMs, 1)} ms vs ${f(t.start.bareMs, 1)} ms = ${f(t.start.ratio, 2)}× | ≤ ${TARGETS.startRatio}× | ${verdict(t.start.ratio <= TARGETS.startRatio)} |`);
@@ -103,6 +106,7 @@ async function main() {
   console.log(`apikeyd bench: ${m.cpu}, ${m.cores} cores, ${m.memoryMb} MB, node ${m.node}, ${m.os}`);
   console.log(`state folders under ${m.stateFolder}; ${OPTIONS.rounds} rounds of ${OPTIONS.durationS} s per server, ${OPTIONS.connections} connections for reads`);
   console.log(`load average before: ${load0.map((x) => x.toFixed(2)).join(" ")}`);
+  if (/tmpfs|ramfs/.test(m.stateFolder)) console.log("warning: the state folders are in memory (flushes cost nothing); set BENCH_DIR to a folder on the real disk");
 
   const apikeyd = await startForLoad(runDir, "apikeyd", "apikeyd");
   await captureAnswers(runDir, apikeyd, READS);
@@ -125,7 +129,9 @@ async function main() {
     const entry = { name: s.name, title: s.title, path: s.path, status: s.status, apikeyd: summarize(runs.apikeyd), bare: summarize(runs.bare) };
     entry.apikeyd.memory = memory(apikeyd.pid);
     entry.bare.memory = memory(bare.pid);
+    // Ratios per round (each apikeyd run against the bare run right after it), then the median.
     entry.ratio = median(runs.apikeyd.map((run, i) => run.rps / runs.bare[i].rps));
+    entry.cpuRatio = median(runs.apikeyd.map((run, i) => runs.bare[i].serverCpuUsPerReq / run.serverCpuUsPerReq));
     reads.push(entry);
   }
   const memoryAfterReads = READS.length > 0 ? { apikeyd: memory(apikeyd.pid), bare: memory(bare.pid) } : undefined;
@@ -190,6 +196,10 @@ async function main() {
   console.log(`Load: ${OPTIONS.connections} keep-alive connections (undici, pipelining 1) for reads; medians of ${OPTIONS.rounds} rounds of ${OPTIONS.durationS} s, servers alternating. Load average ${load0.map((x) => x.toFixed(2)).join("/")} before, ${os.loadavg().map((x) => x.toFixed(2)).join("/")} after.`);
   console.log("");
   console.log(table(result));
+  console.log("");
+  console.log("req/s and latency: medians over the rounds. Server CPU µs/req: CPU time of the server process per answer; its ratio is");
+  console.log("what the extra work costs when the server, not the load generator, is the limit. Load generator CPU near 100% means");
+  console.log("the generator (one core of its own) set the pace, and req/s ratios close to 1 then say less than the CPU ratio.");
   console.log("");
   console.log(`written to ${OPTIONS.out}`);
 }

@@ -220,6 +220,7 @@ export async function drive(server, concurrency, durationMs, makeRequest, expect
     serverCpuUsPerReq: (serverCpuMs * 1000) / latencies.length,
     serverCpuPct: (serverCpuMs / 10) / elapsedS,
     clientCpuPct: ((client.user + client.system) / 1e6 / elapsedS) * 100,
+    rssMbAfter: memory(server.pid).rssMb,
   };
 }
 
