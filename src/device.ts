@@ -6,7 +6,7 @@
 import { mkdir, readdir, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { buildKeyring, keyringProblems, type Keyring } from "./auth.ts";
-import { deepFreeze, rootProblem, shapeProblems, type Json } from "./documents.ts";
+import { deepFreeze, rootProblem, shapeProblems, upgradeRevisions, type Json } from "./documents.ts";
 import { keepSavedEntries } from "./live-data.ts";
 import { buildSchema, isObject, type Schema } from "./schema.ts";
 import { CommitQueue, isTempFileName, NODE_FS, writeFileDurably, type StoreFs } from "./store.ts";
@@ -212,7 +212,7 @@ export async function loadFactory(configDir: string): Promise<{ schema: Schema; 
 export type StateFile =
   | { readonly status: "missing" }
   | { readonly status: "invalid"; readonly problems: readonly string[] }
-  | { readonly status: "ok"; readonly doc: Json; readonly text: string; readonly addedPairs: boolean };
+  | { readonly status: "ok"; readonly doc: Json; readonly text: string; readonly addedPairs: boolean; readonly upgraded: boolean };
 
 /**
  * Reads `<stateDir>/<name>.json` and checks it: valid JSON, the shape rules, and for `apikeys` the
@@ -235,11 +235,13 @@ export async function readStateFile(stateDir: string, name: string, factoryDoc: 
   }
   const root = rootProblem(doc, factoryDoc);
   if (root !== undefined) return { status: "invalid", problems: [`${path}: ${root}`] };
+  const read = doc;
+  doc = upgradeRevisions(doc, factoryDoc);
   const problems = shapeProblems(doc, schema).map((p) => `${path}: ${p}`);
   if (name === APIKEYS_ENDPOINT) problems.push(...keyringProblems(doc).map((p) => `${path}: ${p}`));
   if (problems.length > 0) return { status: "invalid", problems };
   const merged = name === APIKEYS_ENDPOINT ? withMissingPairs(doc, factoryDoc) : doc;
-  return { status: "ok", doc: merged, text, addedPairs: merged !== doc };
+  return { status: "ok", doc: merged, text, addedPairs: merged !== doc, upgraded: doc !== read };
 }
 
 /** Pairs of the factory `apikeys` that the state lacks (an update added an endpoint) are appended. */
@@ -302,9 +304,16 @@ export async function loadDevice(options: LoadOptions): Promise<Device> {
       problems.push(...file.problems);
       continue;
     }
-    if (file.addedPairs && problems.length === 0) {
+    if (name === DEVICE_ENDPOINT) {
+      // Read-only hardware identity: what the installed config says wins (an update may correct it).
+      if (file.text !== fileText(factoryDoc) && problems.length === 0) await writeFileDurably(fs, stateDir, `${name}.json`, fileText(factoryDoc));
+      stored.set(name, factoryDoc);
+      continue;
+    }
+    if ((file.addedPairs || file.upgraded) && problems.length === 0) {
       await writeFileDurably(fs, stateDir, `${name}.json`, fileText(file.doc));
-      warn(`added the key pairs of new endpoints to ${path}`);
+      if (file.addedPairs) warn(`added the key pairs of new endpoints to ${path}`);
+      if (file.upgraded) warn(`brought ${path} up to the configured type revisions (new members take their factory values)`);
     }
     stored.set(name, file.doc);
   }

@@ -125,6 +125,45 @@ export function rootProblem(doc: unknown, factory: unknown): string | undefined 
   return undefined;
 }
 
+/**
+ * Brings a state document up to the factory's type revisions (SPEC §1: a newer revision may only
+ * add members). Objects are paired by path; where both have the same type and the factory's
+ * revision is higher, the members the state lacks are added with their factory values (before the
+ * type tags) and the revision is raised. Returns `state` itself when nothing needed it.
+ */
+export function upgradeRevisions(state: Json, factory: Json): Json {
+  if (Array.isArray(state) && Array.isArray(factory)) {
+    let changed = false;
+    const items = state.map((item, i) => {
+      const paired = i < factory.length ? (factory[i] as Json) : undefined;
+      const next = paired === undefined ? item : upgradeRevisions(item, paired);
+      changed ||= next !== item;
+      return next;
+    });
+    return changed ? items : state;
+  }
+  if (!isObject(state) || !isObject(factory)) return state;
+  let changed = false;
+  const members: Record<string, Json> = {};
+  for (const [name, value] of Object.entries(state)) {
+    const paired = factory[name];
+    const next = paired === undefined || name === TYPE_NAME || name === TYPE_REVISION ? value : upgradeRevisions(value, paired);
+    changed ||= next !== value;
+    members[name] = next;
+  }
+  const sameType = state[TYPE_NAME] === factory[TYPE_NAME];
+  const older = typeof state[TYPE_REVISION] === "number" && typeof factory[TYPE_REVISION] === "number" && state[TYPE_REVISION] < factory[TYPE_REVISION];
+  if (sameType && older) {
+    for (const [name, value] of Object.entries(factory)) {
+      if (!(name in members)) members[name] = cloneJson(value);
+    }
+    const { [TYPE_NAME]: typeName, [TYPE_REVISION]: _old, ...rest } = members;
+    void _old;
+    return { ...rest, [TYPE_NAME]: typeName as Json, [TYPE_REVISION]: factory[TYPE_REVISION] as Json };
+  }
+  return changed ? members : state;
+}
+
 /** A deep copy of a JSON document (the staging copy of a write). */
 export function cloneJson<T>(doc: T): T {
   return JSON.parse(JSON.stringify(doc)) as T;

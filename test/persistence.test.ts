@@ -169,3 +169,50 @@ describe("an update that adds an endpoint", () => {
     expect(await readJson(join(ts.stateDir, "foo.json"))).toEqual({ ...foo, name: "x" });
   });
 });
+
+describe("an update that raises a type's revision or corrects the device identity", () => {
+  it("adds the new members with their factory values, keeps the settings, and makes the new member writable", async () => {
+    const configDir = await copyConfig();
+    let ts = await startServer({ configDir });
+    expect((await call(ts, "PUT", "/api/v1/properties/mqtt", { rd: "rdKey1", wr: "wrKey1", body: "user=field-user&port=8883" })).status).toBe(200);
+    await ts.stop();
+
+    // The firmware update: jMqttEntry revision 1 adds a writable `tls` member (SPEC §1: a newer revision only adds).
+    const propsPath = join(configDir, "properties.json");
+    const props = (await readJson(propsPath)) as { mqtt: Record<string, unknown> };
+    const { ["Json+typeName"]: typeName, ["Json+typeRevision"]: _rev, ...mqtt } = props.mqtt;
+    void _rev;
+    props.mqtt = { ...mqtt, tls: false, "Json+typeName": typeName, "Json+typeRevision": 1 };
+    await writeFile(propsPath, JSON.stringify(props, null, 2));
+    const schemaPath = join(configDir, "schema", "mkc.json");
+    const schema = (await readJson(schemaPath)) as { types: Record<string, { writable: Record<string, unknown> }> };
+    (schema.types["MkcJsonLib.jMqttEntry"] as { writable: Record<string, unknown> }).writable["tls"] = "boolean";
+    await writeFile(schemaPath, JSON.stringify(schema));
+    const warnings: string[] = [];
+    ts = await startServer({ configDir, stateDir: ts.stateDir, load: { warn: (m) => warnings.push(m) } });
+
+    const mqttNow = (await call(ts, "GET", "/api/v1/properties/mqtt", { rd: "rdKey1" })).json?.data as Record<string, unknown>;
+    expect(mqttNow["user"]).toBe("field-user");
+    expect(mqttNow["port"]).toBe(8883);
+    expect(mqttNow["tls"]).toBe(false);
+    expect(Object.keys(mqttNow).slice(-3)).toEqual(["tls", "Json+typeName", "Json+typeRevision"]);
+    expect(mqttNow["Json+typeRevision"]).toBe(1);
+    expect(warnings.some((w) => w.includes("type revisions") && w.includes("properties.json"))).toBe(true);
+    // On disk too, and the new member is writable like any other.
+    expect(((await readJson(join(ts.stateDir, "properties.json"))) as { mqtt: Record<string, unknown> }).mqtt["tls"]).toBe(false);
+    expect((await call(ts, "PUT", "/api/v1/properties/mqtt/tls", { rd: "rdKey1", wr: "wrKey1", body: "tls=true" })).text).toBe(ok(true));
+  });
+
+  it("serves device from the installed config, whatever an older state copy says", async () => {
+    const configDir = await copyConfig();
+    let ts = await startServer({ configDir });
+    await ts.stop();
+    const devicePath = join(configDir, "device.json");
+    const device = (await readJson(devicePath)) as Array<{ board: Record<string, unknown> }>;
+    (device[0] as { board: Record<string, unknown> }).board["partNumber"] = 101649;
+    await writeFile(devicePath, JSON.stringify(device));
+    ts = await startServer({ configDir, stateDir: ts.stateDir });
+    expect((await call(ts, "GET", "/api/v1/device/0/board/partNumber")).text).toBe(ok(101649));
+    expect(((await readJson(join(ts.stateDir, "device.json"))) as typeof device)[0]?.board["partNumber"]).toBe(101649);
+  });
+});

@@ -40,6 +40,7 @@ export async function check(configDir: string, stateDir: string, tls: { cert: st
         if (file.status === "missing") notes.push(`${path}: missing; the next start seeds it from the factory default`);
         else if (file.status === "invalid") problems.push(...file.problems);
         else if (file.addedPairs) notes.push(`${path}: lacks the pairs of some endpoints; the next start adds their factory pairs`);
+        if (file.status === "ok" && file.upgraded) notes.push(`${path}: holds older type revisions; the next start adds the new members with their factory values`);
       }
       const keyFile = await stat(join(stateDir, `${APIKEYS_ENDPOINT}.json`)).catch(() => undefined);
       if (keyFile !== undefined && (keyFile.mode & 0o077) !== 0) {
