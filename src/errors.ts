@@ -38,7 +38,12 @@ export class ApiError extends Error {
     readonly entry: CatalogueEntry,
     readonly extraHeaders?: Readonly<Record<string, string>>,
   ) {
+    // An ApiError is an expected answer (a wrong key, a missing path), never a bug: its stack is
+    // never logged, and capturing one cost about 3.5 µs per refused request (the bench's refused read).
+    const stackTraceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(entry.message);
+    Error.stackTraceLimit = stackTraceLimit;
     this.name = "ApiError";
   }
 }
