@@ -129,7 +129,9 @@ async function readJson(path: string): Promise<unknown> {
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw new StartupError(`${path}: not valid JSON (${(error as Error).message})`);
+    // Only the position: V8's message may quote the text around it, and this file may hold keys.
+    const at = /at position \d+/.exec((error as Error).message);
+    throw new StartupError(`${path}: not valid JSON${at === null ? "" : ` (${at[0]})`}`);
   }
 }
 
