@@ -37,6 +37,8 @@ interface Entry {
  * its /64 prefix, since one host can take any address of its own /64.
  */
 export function throttleKey(address: string): string {
+  // Every keyed request asks once any address is in the table: IPv4 skips isIPv6's long regex.
+  if (!address.includes(":")) return address;
   if (address.startsWith("::ffff:") && address.includes(".")) return address.slice(7);
   if (!isIPv6(address)) return address;
   const bare = address.split("%")[0] as string;
