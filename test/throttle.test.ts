@@ -117,7 +117,8 @@ describe("the numbers are configurable (flags and environment)", () => {
 });
 
 describe("through the server", () => {
-  const QUICK: ThrottleOptions = { ...DEFAULT_THROTTLE, maxFailures: 3, blockMs: 2_000, maxBlockMs: 4_000 };
+  // A 3 s block: long enough that a busy machine still sees the block, short enough to wait out.
+  const QUICK: ThrottleOptions = { ...DEFAULT_THROTTLE, maxFailures: 3, blockMs: 3_000, maxBlockMs: 6_000 };
   const GET_NAME = "/api/v1/properties/name";
   const NAME = ok("eNetMini1");
 
@@ -128,7 +129,7 @@ describe("through the server", () => {
     const blocked = await call(ts, "GET", GET_NAME, { ...from, rd: "rdKey1" });
     expectFailure(blocked, 12);
     const retryAfter = Number(blocked.headers["retry-after"]);
-    expect([1, 2]).toContain(retryAfter);
+    expect([1, 2, 3]).toContain(retryAfter);
     // Guesses while blocked are answered 429 without being checked, so they do not count either.
     for (let i = 0; i < 5; i++) expectFailure(await call(ts, "GET", GET_NAME, { ...from, rd: `more-${i}` }), 12);
     // Another source address is not affected, neither for right keys nor for wrong ones.
