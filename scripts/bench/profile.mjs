@@ -1,56 +1,67 @@
-// The profile behind the performance work: runs the bundled server under `node --cpu-prof`, drives
-// one scenario at it, stops it cleanly (the profile is written at exit) and prints the frames with
-// the most self time, ours (dist/apikeyd.js) marked.
+// The profile behind the performance work: runs the bundled server, then the bare node:http server
+// answering the same bytes, each under `node --cpu-prof` with the same load, and prints the
+// functions by self time per request side by side: what apikeyd spends beyond bare node:http.
 //
 //   node scripts/build.mjs && node scripts/bench/profile.mjs [small|document|refused|put] [seconds]
+//
+// PROFILE_TOP (25) rows. BENCH_BUNDLE profiles another build. Profiles sample wall time on the
+// main thread: time in a system call (writev) counts, time the process waits for work does not.
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import * as os from "node:os";
 import { join } from "node:path";
-import { READS, drive, killAll, putRequest, readRequest, startForLoad, stop } from "./lib.mjs";
+import { READS, captureAnswers, drive, killAll, putRequest, readRequest, startForLoad, stop } from "./lib.mjs";
 
 const scenario = process.argv[2] ?? "small";
 const seconds = Number(process.argv[3] ?? 5);
 const TOP = Number(process.env.PROFILE_TOP ?? 25);
+const read = READS.find((s) => s.name === scenario);
 const runDir = mkdtempSync(join(os.tmpdir(), "apikeyd-profile-"));
-const profileDir = join(runDir, "profile");
 
-try {
-  const server = await startForLoad(runDir, "apikeyd", "apikeyd", ["--cpu-prof", "--cpu-prof-dir", profileDir]);
-  const read = READS.find((s) => s.name === scenario);
+async function profiled(kind) {
+  const dir = join(runDir, `profile-${kind}`);
+  const server = await startForLoad(runDir, kind, kind, ["--cpu-prof", "--cpu-prof-dir", dir]);
+  if (kind === "apikeyd" && read) await captureAnswers(runDir, server, READS);
   const run = read
     ? await drive(server, 16, seconds * 1000, readRequest(read), read.status)
     : await drive(server, 16, seconds * 1000, putRequest(16), 200);
-  console.log(`${scenario}: ${run.rps.toFixed(0)} req/s, ${run.serverCpuUsPerReq.toFixed(1)} µs of server CPU per request`);
-  await stop(server);
-  const file = readdirSync(profileDir).find((n) => n.endsWith(".cpuprofile"));
-  report(JSON.parse(readFileSync(join(profileDir, file), "utf8")), run.requests);
-} finally {
-  killAll();
-  rmSync(runDir, { recursive: true, force: true });
+  await stop(server); // the profile is written at exit
+  const file = readdirSync(dir).find((n) => n.endsWith(".cpuprofile"));
+  const profile = JSON.parse(readFileSync(join(dir, file), "utf8"));
+  console.log(`${kind}: ${run.rps.toFixed(0)} req/s, ${run.serverCpuUsPerReq.toFixed(1)} µs of server CPU per request (from /proc)`);
+  return { run, self: selfTimes(profile) };
 }
 
-/** Self time per function (summed over the nodes of the call tree), with µs per request. */
-function report(profile, requests) {
+/** Self time per function in µs, summed over the call tree; "ours" are frames of dist/apikeyd.js. */
+function selfTimes(profile) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map();
   for (let i = 0; i < profile.samples.length; i++) {
-    const node = byId.get(profile.samples[i]);
-    const dt = profile.timeDeltas[i] ?? 0;
-    const { functionName, url, lineNumber } = node.callFrame;
-    const where = url === "" ? "" : url.includes("apikeyd.js") ? `apikeyd.js:${lineNumber + 1}` : url.replace(/^node:/, "");
-    const key = `${functionName || "(anonymous)"} ${where}`.trim();
-    self.set(key, (self.get(key) ?? 0) + dt);
+    const { functionName, url, lineNumber } = byId.get(profile.samples[i]).callFrame;
+    const ours = url.endsWith("apikeyd.js") || url.includes("/dist/");
+    const where = url === "" ? "" : ours ? `apikeyd.js:${lineNumber + 1}` : url.startsWith("node:") ? url.slice(5) : url.split("/").pop();
+    const key = `${ours ? "* " : ""}${functionName || "(anonymous)"} ${where}`.trim();
+    self.set(key, (self.get(key) ?? 0) + (profile.timeDeltas[i] ?? 0));
   }
-  const total = [...self.values()].reduce((a, b) => a + b, 0);
-  const idle = self.get("(idle)") ?? 0;
-  const busy = total - idle;
+  self.delete("(idle)");
+  return self;
+}
+
+try {
+  const a = await profiled("apikeyd");
+  const b = read ? await profiled("bare") : undefined;
+  const perReq = (p, key) => (p === undefined ? 0 : (p.self.get(key) ?? 0) / p.run.requests);
+  const total = (p) => (p === undefined ? 0 : [...p.self.values()].reduce((x, y) => x + y, 0) / p.run.requests);
   let ours = 0;
-  for (const [key, us] of self) if (key.includes("apikeyd.js")) ours += us;
-  console.log(`busy ${(busy / 1000).toFixed(0)} ms of ${(total / 1000).toFixed(0)} ms profiled; self time in dist/apikeyd.js: ${((ours / busy) * 100).toFixed(1)}% of busy (${(ours / requests).toFixed(2)} µs/request)`);
-  console.log("  self%   µs/req  function");
-  const rows = [...self].filter(([key]) => key !== "(idle)").sort((a, b) => b[1] - a[1]).slice(0, TOP);
-  for (const [key, us] of rows) {
-    const mark = key.includes("apikeyd.js") ? "*" : " ";
-    console.log(`${mark} ${((us / busy) * 100).toFixed(1).padStart(5)}  ${(us / requests).toFixed(2).padStart(7)}  ${key}`);
+  for (const [key, us] of a.self) if (key.startsWith("* ")) ours += us / a.run.requests;
+  console.log(`\nsampled busy time per request: apikeyd ${total(a).toFixed(2)} µs, bare ${b ? total(b).toFixed(2) : "-"} µs; in dist/apikeyd.js itself: ${ours.toFixed(2)} µs`);
+  console.log("(* = our code in dist/apikeyd.js; sorted by apikeyd minus bare)\n");
+  console.log("apikeyd µs/req   bare µs/req   difference  function");
+  const keys = new Set([...a.self.keys(), ...(b ? b.self.keys() : [])]);
+  const rows = [...keys].map((k) => [k, perReq(a, k), perReq(b, k)]).sort((x, y) => y[1] - y[2] - (x[1] - x[2]));
+  for (const [key, x, y] of rows.slice(0, TOP)) {
+    console.log(`${x.toFixed(2).padStart(14)} ${y.toFixed(2).padStart(13)} ${(x - y).toFixed(2).padStart(12)}  ${key.slice(0, 100)}`);
   }
+} finally {
+  killAll();
+  rmSync(runDir, { recursive: true, force: true });
 }
