@@ -14,11 +14,11 @@ describe("inventory", () => {
   it("reads the full form, the bare-host shortcut, a shared-pair batch and plain text", () => {
     const pair = { rd: "r1", wr: "w1" };
     expect(parseInventory(JSON.stringify([{ host: "192.168.15.100", apikeys: pair }, "192.168.15.101:8080", "[fd00::5]:81"]))).toEqual([
-      { host: "192.168.15.100", hostname: "192.168.15.100", port: 80, apikeys: pair },
-      { host: "192.168.15.101:8080", hostname: "192.168.15.101", port: 8080, apikeys: { rd: "rdKey2", wr: "wrKey2" } },
-      { host: "[fd00::5]:81", hostname: "fd00::5", port: 81, apikeys: { rd: "rdKey2", wr: "wrKey2" } },
+      { host: "192.168.15.100", scheme: "http", hostname: "192.168.15.100", port: 80, apikeys: pair },
+      { host: "192.168.15.101:8080", scheme: "http", hostname: "192.168.15.101", port: 8080, apikeys: { rd: "rdKey2", wr: "wrKey2" } },
+      { host: "[fd00::5]:81", scheme: "http", hostname: "fd00::5", port: 81, apikeys: { rd: "rdKey2", wr: "wrKey2" } },
     ]);
-    expect(parseInventory(JSON.stringify({ apikeys: pair, hosts: ["gw1.local"] }))).toEqual([{ host: "gw1.local", hostname: "gw1.local", port: 80, apikeys: pair }]);
+    expect(parseInventory(JSON.stringify({ apikeys: pair, hosts: ["gw1.local"] }))).toEqual([{ host: "gw1.local", scheme: "http", hostname: "gw1.local", port: 80, apikeys: pair }]);
     expect(parseInventory("# batch 7\n10.0.0.1\n\n10.0.0.2:8080  # spare\n").map((d) => d.host)).toEqual(["10.0.0.1", "10.0.0.2:8080"]);
   });
 
@@ -33,8 +33,8 @@ describe("inventory", () => {
       throw new Error("accepted");
     };
     expect(refusal("[]")).toBe("lists no device");
-    expect(refusal('["http://10.0.0.1/"]')).toBe('entry 0: "http://10.0.0.1/" is not HOST or HOST:PORT (no scheme, no path)');
-    expect(refusal('["10.0.0.1:70000"]')).toBe('entry 0: "10.0.0.1:70000" is not HOST or HOST:PORT (no scheme, no path)');
+    expect(refusal('["http://10.0.0.1/"]')).toBe('entry 0: "http://10.0.0.1/" is not HOST[:PORT] or https://HOST[:PORT] (no path)');
+    expect(refusal('["10.0.0.1:70000"]')).toBe('entry 0: "10.0.0.1:70000" is not HOST[:PORT] or https://HOST[:PORT] (no path)');
     expect(refusal('["10.0.0.1", "10.0.0.1:80"]')).toBe('entry 1: "10.0.0.1:80" is the same device as entry 0');
     expect(refusal('[{"host": "10.0.0.1", "apikeys": {"rd": "has space secret", "wr": "x"}}]')).not.toContain("secret");
     expect(refusal('[{"host": "10.0.0.1", "key": "x"}]')).toBe('entry 0: unknown member "key"');

@@ -4,8 +4,10 @@ import { FACTORY_APIKEYS, isPair, type Pair } from "./keys.ts";
 
 /** One device of the inventory. */
 export interface InventoryDevice {
-  /** The host as written in the inventory; the output file is keyed by it. */
+  /** The host as written in the inventory, scheme included; the output file is keyed by it. */
   readonly host: string;
+  /** "https" for a host written https://...; "http" otherwise. */
+  readonly scheme: "http" | "https";
   readonly hostname: string;
   readonly port: number;
   /** The `apikeys` pair the inventory says the device has. */
@@ -19,15 +21,28 @@ export class InventoryError extends Error {
 
 const NAME_HOST = /^([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::(\d{1,5}))?$/;
 const IPV6_HOST = /^\[([0-9A-Fa-f:.]+)\](?::(\d{1,5}))?$/;
+const SCHEME = /^(https?):\/\//i;
 const DEFAULT_PORT = 80;
+const DEFAULT_HTTPS_PORT = 443;
 
 /** Splits "192.168.15.100", "gw1.local:8080" or "[fd00::5]:8080"; undefined when it is none of these. */
-export function parseHost(text: string): { hostname: string; port: number } | undefined {
+export function parseHost(text: string, defaultPort = DEFAULT_PORT): { hostname: string; port: number } | undefined {
   const match = IPV6_HOST.exec(text) ?? NAME_HOST.exec(text);
   if (match === null) return undefined;
-  const port = match[2] === undefined ? DEFAULT_PORT : Number(match[2]);
+  const port = match[2] === undefined ? defaultPort : Number(match[2]);
   if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
   return { hostname: match[1] as string, port };
+}
+
+/**
+ * A host with an optional scheme: "https://HOST[:PORT]" (port 443 unless given) is reached over
+ * HTTPS; "HOST[:PORT]" and "http://HOST[:PORT]" over plain HTTP (port 80 unless given).
+ */
+export function parseDeviceAddress(text: string): { scheme: "http" | "https"; hostname: string; port: number } | undefined {
+  const match = SCHEME.exec(text);
+  const scheme = match?.[1]?.toLowerCase() === "https" ? "https" : "http";
+  const address = parseHost(text.slice(match?.[0].length ?? 0), scheme === "https" ? DEFAULT_HTTPS_PORT : DEFAULT_PORT);
+  return address === undefined ? undefined : { scheme, ...address };
 }
 
 /**
@@ -61,6 +76,7 @@ export function parseInventory(text: string): InventoryDevice[] {
   const seen = new Map<string, string>();
   for (const { where, value, shared } of entries) {
     const device = parseEntry(where, value, shared);
+    // The scheme is left out: one port speaks one protocol, so "https://h:8443" and "h:8443" are one device.
     const identity = `${device.hostname.toLowerCase()}:${device.port}`;
     const earlier = seen.get(identity);
     if (earlier !== undefined) throw new InventoryError(`${where}: "${device.host}" is the same device as ${earlier}`);
@@ -101,7 +117,7 @@ function parseEntry(where: string, value: unknown, shared: Pair): InventoryDevic
     }
   }
   if (typeof host !== "string") throw new InventoryError(`${where}: needs a "host" string`);
-  const address = parseHost(host.trim());
-  if (address === undefined) throw new InventoryError(`${where}: "${host}" is not HOST or HOST:PORT (no scheme, no path)`);
-  return Object.freeze({ host: host.trim(), hostname: address.hostname, port: address.port, apikeys });
+  const address = parseDeviceAddress(host.trim());
+  if (address === undefined) throw new InventoryError(`${where}: "${host}" is not HOST[:PORT] or https://HOST[:PORT] (no path)`);
+  return Object.freeze({ host: host.trim(), scheme: address.scheme, hostname: address.hostname, port: address.port, apikeys });
 }
