@@ -1,9 +1,14 @@
-/** Requests to one device over plain node:http, as any vendor script would make them, with a time limit. */
+/**
+ * Requests to one device over node:http, or node:https for a device written https://..., as any
+ * vendor script would make them, with a time limit. Certificates are always verified, name included.
+ */
 
 import * as http from "node:http";
+import * as https from "node:https";
 
-/** Where a device listens. */
+/** Where a device listens, and how it is spoken to. */
 export interface DeviceAddress {
+  readonly scheme: "http" | "https";
   readonly hostname: string;
   readonly port: number;
 }
@@ -25,6 +30,8 @@ export interface RequestOptions {
   /** Sent as application/x-www-form-urlencoded; an empty object sends an empty body. */
   readonly form?: Readonly<Record<string, string>>;
   readonly timeoutMs: number;
+  /** PEM certificates trusted for HTTPS devices instead of Node's default roots (--ca). */
+  readonly ca?: readonly string[];
 }
 
 /** The device could not be reached, or answered something that is not the MKC dialect. */
@@ -47,13 +54,22 @@ export function deviceRequest(device: DeviceAddress, method: "GET" | "PUT", path
     headers["Content-Length"] = String(body.length);
   }
   return new Promise<DeviceAnswer>((resolve, reject) => {
-    const req = http.request({ host: device.hostname, port: device.port, method, path, headers, agent: false });
+    const target = { host: device.hostname, port: device.port, method, path, headers, agent: false };
+    // Node writes nothing into a TLS connection before the certificate and its name are checked, so
+    // a key never reaches a device that fails them. rejectUnauthorized is spelled out so that not
+    // even NODE_TLS_REJECT_UNAUTHORIZED=0 in the environment can turn the check off.
+    const req =
+      device.scheme === "https"
+        ? https.request({ ...target, rejectUnauthorized: true, ...(options.ca === undefined ? {} : { ca: [...options.ca] }) })
+        : http.request(target);
+    const reason = (error: NodeJS.ErrnoException): DeviceError =>
+      error instanceof DeviceError ? error : new DeviceError(device.scheme === "https" ? tlsReason(error, options.ca !== undefined) : networkReason(error, true));
     const timer = setTimeout(() => req.destroy(new DeviceError(`no answer within ${options.timeoutMs / 1000} s`)), options.timeoutMs);
     const settle = (fn: () => void): void => {
       clearTimeout(timer);
       fn();
     };
-    req.on("error", (error: NodeJS.ErrnoException) => settle(() => reject(error instanceof DeviceError ? error : new DeviceError(networkReason(error)))));
+    req.on("error", (error: NodeJS.ErrnoException) => settle(() => reject(reason(error))));
     req.on("response", (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
@@ -62,7 +78,7 @@ export function deviceRequest(device: DeviceAddress, method: "GET" | "PUT", path
         if (size > MAX_ANSWER_BYTES) req.destroy(new DeviceError("answered more than 1 MiB; not an MKC device?"));
         else chunks.push(chunk);
       });
-      res.on("error", (error: NodeJS.ErrnoException) => settle(() => reject(error instanceof DeviceError ? error : new DeviceError(networkReason(error)))));
+      res.on("error", (error: NodeJS.ErrnoException) => settle(() => reject(reason(error))));
       res.on("end", () =>
         settle(() => {
           try {
@@ -96,7 +112,8 @@ function parseAnswer(res: http.IncomingMessage, text: string): DeviceAnswer {
   };
 }
 
-function networkReason(error: NodeJS.ErrnoException): string {
+/** `plain`: the request went over plain HTTP, so a reset may be a TLS port. */
+function networkReason(error: NodeJS.ErrnoException, plain: boolean): string {
   switch (error.code) {
     case "ECONNREFUSED":
       return "connection refused (nothing listens on that port)";
@@ -110,8 +127,50 @@ function networkReason(error: NodeJS.ErrnoException): string {
       return "connection timed out";
     case "ECONNRESET":
     case "EPIPE":
-      return "connection reset by the device";
+      // A TLS server drops a plain HTTP request without a word.
+      return plain ? "connection reset by the device (if it serves HTTPS, write it https://HOST:PORT in the inventory)" : "connection reset by the device";
     default:
       return error.code ?? error.message;
   }
+}
+
+/**
+ * Puts a failed HTTPS request into words: the certificate checks by their OpenSSL/Node code, with
+ * what to do about them; anything else as networkReason says it.
+ */
+function tlsReason(error: NodeJS.ErrnoException, withCa: boolean): string {
+  const trust = withCa ? "it is not signed by a certificate in the --ca file" : "give the tool its certificate, or the CA that signed it, with --ca FILE";
+  const code = error.code ?? "";
+  const words = ((): string | undefined => {
+    switch (code) {
+      case "DEPTH_ZERO_SELF_SIGNED_CERT":
+        return `its certificate is self-signed and not trusted; ${trust}`;
+      case "SELF_SIGNED_CERT_IN_CHAIN":
+      case "UNABLE_TO_VERIFY_LEAF_SIGNATURE":
+      case "UNABLE_TO_GET_ISSUER_CERT":
+      case "UNABLE_TO_GET_ISSUER_CERT_LOCALLY":
+        return `its certificate is signed by a CA that is not trusted; ${trust}`;
+      case "CERT_HAS_EXPIRED":
+        return "its certificate has expired";
+      case "CERT_NOT_YET_VALID":
+        return "its certificate is not valid yet (check the clocks of this machine and the device)";
+      case "ERR_TLS_CERT_ALTNAME_INVALID": {
+        // Node's reason names the address and the certificate's names ("IP: 10.0.0.5 is not in the cert's list: 10.0.0.4").
+        const detail = (error as { reason?: unknown }).reason;
+        return `its certificate is not for this address${typeof detail === "string" ? ` (${detail})` : ""}; the certificate needs a subjectAltName with the address as written in the inventory`;
+      }
+      case "EPROTO":
+      case "ERR_SSL_WRONG_VERSION_NUMBER": {
+        // OpenSSL's message carries its source file; keep only the reason ("wrong version number").
+        const detail = /routines:[^:]*:([^:]+)/.exec(error.message)?.[1] ?? "handshake failed";
+        return /wrong version number/.test(error.message)
+          ? `the device did not answer in TLS (${detail}); if it serves plain HTTP, write it without https://`
+          : `the TLS handshake failed (${detail})`;
+      }
+      default:
+        // The other verification failures (CERT_REVOKED, INVALID_CA, ...), by OpenSSL's name.
+        return /CERT|ISSUER|_CA$|CHAIN|PURPOSE/.test(code) ? "its certificate was refused" : undefined;
+    }
+  })();
+  return words === undefined ? networkReason(error, false) : `TLS: ${words} (${code})`;
 }

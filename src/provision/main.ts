@@ -8,6 +8,7 @@ import { unlinkSync } from "node:fs";
 import { chmod, readdir, readFile, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { CaFileError, readCaFile } from "./ca-file.ts";
 import { acquireLock, LockError } from "./files.ts";
 import { InventoryError, parseInventory, type InventoryDevice } from "./inventory.ts";
 import { Journal, JournalError, readJournal, type Intent } from "./journal.ts";
@@ -24,8 +25,14 @@ instant: run it again with the same arguments to finish.
 
   --inventory FILE       the devices: a JSON array of {"host": "H[:PORT]", "apikeys": {"rd", "wr"}},
                          or of bare "H[:PORT]" strings, or plain text with one host per line
-                         (bare hosts are taken to have the factory apikeys pair)
-  --out FILE             the output file; its journal is FILE.journal, its lock FILE.lock
+                         (bare hosts are taken to have the factory apikeys pair); a host written
+                         https://H[:PORT] (port 443 unless given) is reached over HTTPS, any other
+                         over plain HTTP (port 80 unless given)
+  --out FILE             the output file, keyed by each host as written in the inventory;
+                         its journal is FILE.journal, its lock FILE.lock
+  --ca FILE              PEM certificates that HTTPS devices' certificates must chain to (a CA,
+                         or the devices' own self-signed certificates), instead of Node's built-in
+                         list of public CAs. Certificates are always checked, their name or IP too
   --concurrency N        devices worked on at once (default 4, at most 64)
   --dry-run              read the devices and say what would change; change nothing
   --device-throttle N/S  the devices block an address after N wrong keys in S seconds (default 10/60);
@@ -47,6 +54,7 @@ interface Settings {
   readonly dryRun: boolean;
   readonly throttle: DeviceThrottle;
   readonly timeoutMs: number;
+  readonly ca: string | undefined;
 }
 
 class UsageError extends Error {}
@@ -61,6 +69,7 @@ function parseSettings(argv: string[]): Settings | "help" {
       options: {
         inventory: { type: "string" },
         out: { type: "string" },
+        ca: { type: "string" },
         concurrency: { type: "string" },
         "dry-run": { type: "boolean" },
         "device-throttle": { type: "string" },
@@ -87,7 +96,9 @@ function parseSettings(argv: string[]): Settings | "help" {
     if (match === null || maxFailures < 2 || seconds <= 0) throw new UsageError("--device-throttle takes N/S: N (2 or more) wrong keys in S seconds");
     throttle = { maxFailures, windowMs: seconds * 1000 };
   }
-  return { inventory, out, concurrency, dryRun: values["dry-run"] === true, throttle, timeoutMs: timeoutS * 1000 };
+  const ca = values["ca"];
+  if (ca === "") throw new UsageError("--ca takes a FILE");
+  return { inventory, out, concurrency, dryRun: values["dry-run"] === true, throttle, timeoutMs: timeoutS * 1000, ca: typeof ca === "string" ? ca : undefined };
 }
 
 function integerOption(raw: string | boolean | undefined, fallback: number, min: number, max: number, name: string): number {
@@ -131,6 +142,10 @@ async function run(settings: Settings): Promise<number> {
   const devices = parseInventory(await readFile(settings.inventory, "utf8").catch((error: NodeJS.ErrnoException) => {
     throw new InventoryError(error.code === "ENOENT" ? "no such file" : error.message);
   }));
+  const ca = settings.ca === undefined ? undefined : await readCaFile(settings.ca);
+  if (ca !== undefined && !devices.some((d) => d.scheme === "https")) {
+    process.stderr.write("warning: --ca is given, but no device in the inventory is written https://...; all are reached over plain HTTP\n");
+  }
   const outPath = resolve(settings.out);
   const lockPath = `${outPath}.lock`;
   let release: (() => Promise<void>) | undefined;
@@ -182,6 +197,7 @@ async function run(settings: Settings): Promise<number> {
           dryRun: settings.dryRun,
           timeoutMs: settings.timeoutMs,
           throttle: settings.throttle,
+          ca,
           journal: (intent) => openJournal.append(intent),
           record: (host, keys, complete) => secrets.record(host, keys, complete),
           event: (host, message) => progress.event(host, message),
@@ -263,7 +279,7 @@ async function main(): Promise<number> {
     return await run(settings);
   } catch (error) {
     if (error instanceof InventoryError) process.stderr.write(`provision: inventory ${settings.inventory}: ${error.message}\n`);
-    else if (error instanceof LockError || error instanceof SecretsFileError || error instanceof JournalError) process.stderr.write(`provision: ${error.message}\n`);
+    else if (error instanceof LockError || error instanceof SecretsFileError || error instanceof JournalError || error instanceof CaFileError) process.stderr.write(`provision: ${error.message}\n`);
     else process.stderr.write(`provision: ${(error as Error).message}\n`);
     return 2;
   }

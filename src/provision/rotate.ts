@@ -27,6 +27,8 @@ export interface RotateContext {
   readonly dryRun: boolean;
   readonly timeoutMs: number;
   readonly throttle: DeviceThrottle;
+  /** PEM certificates trusted for HTTPS devices instead of Node's default roots (--ca). */
+  readonly ca?: readonly string[];
   /** Appends a journal line and resolves once it is on disk. */
   journal(intent: Intent): Promise<void>;
   /** Records keys in the output file (`complete`: the device's whole set) and resolves once on disk. */
@@ -291,7 +293,7 @@ class DeviceRun {
           await sleep(wait);
         }
       }
-      const a = await deviceRequest(this.job.device, method, path, { ...options, timeoutMs: this.ctx.timeoutMs });
+      const a = await deviceRequest(this.job.device, method, path, { ...options, timeoutMs: this.ctx.timeoutMs, ca: this.ctx.ca });
       if (a.status === 429) {
         const seconds = a.retryAfterS ?? DEFAULT_RETRY_AFTER_S;
         if (seconds > MAX_RETRY_AFTER_S || attempt >= MAX_THROTTLED_RETRIES) {
