@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { createServer as createNetServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
+import type { Dispatcher } from "undici";
 import { expect } from "vitest";
 import { DEFAULT_THROTTLE, type ThrottleOptions } from "../src/throttle.ts";
 import { call, ROOT_DIR, startServer, type TestServer } from "./helpers.ts";
@@ -52,9 +53,9 @@ export interface ToolRun {
   readonly stderr: string;
 }
 
-/** Starts the tool; `exited` resolves with its output once it ends. */
-export function spawnTool(args: readonly string[], cwd: string): { child: ChildProcess; exited: Promise<ToolRun> } {
-  const child = spawn(process.execPath, [TOOL, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] });
+/** Starts the tool (`env` added to the tests' environment); `exited` resolves with its output once it ends. */
+export function spawnTool(args: readonly string[], cwd: string, env: Record<string, string> = {}): { child: ChildProcess; exited: Promise<ToolRun> } {
+  const child = spawn(process.execPath, [TOOL, ...args], { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout?.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
@@ -64,8 +65,8 @@ export function spawnTool(args: readonly string[], cwd: string): { child: ChildP
 }
 
 /** Runs the tool to its end. */
-export function runTool(args: readonly string[], cwd: string): Promise<ToolRun> {
-  return spawnTool(args, cwd).exited;
+export function runTool(args: readonly string[], cwd: string, env: Record<string, string> = {}): Promise<ToolRun> {
+  return spawnTool(args, cwd, env).exited;
 }
 
 /** Writes an inventory file and returns its path. */
@@ -85,19 +86,26 @@ export async function readSecrets(path: string): Promise<Secrets> {
 /**
  * Checks a device against its entry in the output file: its pairs are exactly those keys, every
  * endpoint reads with the new read key and refuses the factory one, and no key is a factory key.
+ * `via` reaches a device over HTTPS: its https:// origin and a dispatcher that trusts its certificate.
  */
-export async function expectDeviceHolds(ts: TestServer, keys: Record<string, { rd: string; wr: string }> | undefined): Promise<void> {
+export async function expectDeviceHolds(
+  device: TestServer,
+  keys: Record<string, { rd: string; wr: string }> | undefined,
+  via: { origin: string; dispatcher: Dispatcher } | undefined = undefined,
+): Promise<void> {
+  const ts = { origin: via?.origin ?? device.origin };
+  const dispatcher = via?.dispatcher;
   expect(keys).toBeDefined();
   const entry = keys as Record<string, { rd: string; wr: string }>;
   expect(Object.keys(entry).sort()).toEqual(Object.keys(FACTORY).sort());
-  const doc = await call(ts, "GET", "/api/v1/apikeys", { rd: entry["apikeys"]?.rd ?? "" });
+  const doc = await call(ts, "GET", "/api/v1/apikeys", { rd: entry["apikeys"]?.rd ?? "", dispatcher });
   expect(doc.status).toBe(200);
   const pairs = (doc.json?.data as { keys: Array<{ name: string; rd: string; wr: string }> }).keys;
   expect(Object.fromEntries(pairs.map((p) => [p.name, { rd: p.rd, wr: p.wr }]))).toEqual(entry);
   for (const [endpoint, pair] of Object.entries(entry)) {
-    expect((await call(ts, "GET", `/api/v1/${endpoint}`, { rd: pair.rd })).status).toBe(200);
+    expect((await call(ts, "GET", `/api/v1/${endpoint}`, { rd: pair.rd, dispatcher })).status).toBe(200);
     const factory = FACTORY[endpoint] as { rd: string; wr: string };
-    expect((await call(ts, "GET", `/api/v1/${endpoint}`, { rd: factory.rd })).status).toBe(401);
+    expect((await call(ts, "GET", `/api/v1/${endpoint}`, { rd: factory.rd, dispatcher })).status).toBe(401);
     expect([pair.rd, pair.wr]).not.toContain(factory.rd);
     expect([pair.rd, pair.wr]).not.toContain(factory.wr);
   }
