@@ -5,7 +5,6 @@
 
 import type * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import * as tls from "node:tls";
 import { fingerprint, type Keyring } from "./auth.ts";
 import { runCommand } from "./commands/run.ts";
 import { processIo } from "./commands/shared.ts";
@@ -14,7 +13,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { helpText, parseOptions, UsageError, type Options } from "./options.ts";
 import { createServer, stopServer } from "./server.ts";
 import { lockStateFolder, LockedError, type StateLock } from "./state-lock.ts";
-import { readTlsFiles, TlsFileError, type TlsFiles } from "./tls.ts";
+import { readTlsFiles, TlsFileError, tlsModule, type TlsFiles } from "./tls.ts";
 
 declare const APIKEYD_VERSION: string | undefined;
 /** Set by the build from package.json. */
@@ -112,7 +111,7 @@ async function reload(device: Device, server: http.Server, options: Options, log
       log.log("warn", "still serving the state loaded before; fix the files and send SIGHUP again");
     }
   }
-  if (server instanceof tls.Server) {
+  if (server instanceof tlsModule().Server) {
     try {
       const files = await readTls(options);
       if (files !== undefined) server.setSecureContext({ cert: files.cert, key: files.key });

@@ -4,7 +4,6 @@
  */
 
 import * as http from "node:http";
-import * as https from "node:https";
 import type { Socket } from "node:net";
 import { keyMatches, DUPLICATED, fingerprint, presentedKeys } from "./auth.ts";
 import { bodyFormat, parseBody, readBody } from "./body.ts";
@@ -13,6 +12,7 @@ import { decodeSegments, deepFreeze, select } from "./documents.ts";
 import { ApiError, CATALOGUE, ERRORS, errorEnvelope, okEnvelope, type CatalogueEntry } from "./errors.ts";
 import { SILENT, type Logger } from "./log.ts";
 import { DEFAULT_THROTTLE, Throttle, type ThrottleOptions } from "./throttle.ts";
+import { httpsModule } from "./tls.ts";
 import { applyWrite } from "./writes.ts";
 
 /** Limits and collaborators of a server; every field has an appliance-sized default. */
@@ -79,7 +79,7 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
     options.tls === undefined
       ? http.createServer(httpOptions)
       : // https.Server is an http.Server over TLS; a handshake gets as long as a request's headers.
-        (https.createServer({ ...httpOptions, cert: options.tls.cert, key: options.tls.key, handshakeTimeout: limits.headersTimeoutMs }) as http.Server);
+        (httpsModule().createServer({ ...httpOptions, cert: options.tls.cert, key: options.tls.key, handshakeTimeout: limits.headersTimeoutMs }) as http.Server);
   capConnections(server, limits.maxConnections);
   cutStalledReaders(server, limits.requestTimeoutMs);
 

@@ -1,7 +1,19 @@
 /** HTTPS (`--tls-cert`, `--tls-key`): reading the PEM files and checking that they make a usable pair. */
 
 import { readFile } from "node:fs/promises";
-import { createSecureContext } from "node:tls";
+import type * as https from "node:https";
+import { createRequire } from "node:module";
+import type * as tls from "node:tls";
+
+// node:tls and node:https are loaded on first use: loading them took about 3 ms of every start
+// (`npm run bench`, start to listening), and most devices serve plain HTTP.
+const loadBuiltin = createRequire("/"); // any absolute path: built-ins never resolve from disk
+
+/** node:tls, loaded on first use. */
+export const tlsModule = (): typeof tls => loadBuiltin("node:tls") as typeof tls;
+
+/** node:https, loaded on first use. */
+export const httpsModule = (): typeof https => loadBuiltin("node:https") as typeof https;
 
 /** The certificate chain and private key, PEM, checked to load together. */
 export interface TlsFiles {
@@ -26,7 +38,7 @@ export async function readTlsFiles(certFile: string, keyFile: string): Promise<T
   const cert = await read(certFile, "certificate");
   const key = await read(keyFile, "key");
   try {
-    createSecureContext({ cert, key });
+    tlsModule().createSecureContext({ cert, key });
   } catch (error) {
     // OpenSSL's reason ("no start line", "key values mismatch"); never the file's content.
     throw new TlsFileError(`certificate ${certFile} with key ${keyFile}: ${(error as Error).message}`);
