@@ -146,7 +146,7 @@ describe.skipIf(!hasOpenssl)("HTTPS devices", () => {
     const without = await runTool(["--inventory", inventory, "--out", out, ...ROOMY_FLAG], dir);
     expect(without.code).toBe(1);
     expect(without.stdout).toContain("3 devices: 1 provisioned now, 0 already provisioned, 2 failed; 7 pairs got new keys.");
-    const untrusted = "TLS: its certificate is self-signed and not trusted; give the tool its certificate, or the CA that signed it, with --ca FILE (DEPTH_ZERO_SELF_SIGNED_CERT)";
+    const untrusted = "TLS: its certificate is self-signed and not trusted; give the tool that certificate with --ca FILE (DEPTH_ZERO_SELF_SIGNED_CERT)";
     expect(without.stdout).toContain(`  ${tlsA.host}: ${untrusted}\n`);
     expect(without.stdout).toContain(`  ${tlsB.host}: ${untrusted}\n`);
     let secrets = await readSecrets(out);
@@ -190,7 +190,7 @@ describe.skipIf(!hasOpenssl)("HTTPS devices", () => {
       `  ${wrongName}: TLS: its certificate is not for this address (IP: 127.0.0.2 is not in the cert's list: 127.0.0.1); ` +
         "the certificate needs a subjectAltName with the address as written in the inventory (ERR_TLS_CERT_ALTNAME_INVALID)\n",
     );
-    expect(run.stdout).toContain(`  ${selfSigned}: TLS: its certificate is self-signed and not trusted; it is not signed by a certificate in the --ca file (DEPTH_ZERO_SELF_SIGNED_CERT)\n`);
+    expect(run.stdout).toContain(`  ${selfSigned}: TLS: its certificate is self-signed and not trusted; it is not in the --ca file (DEPTH_ZERO_SELF_SIGNED_CERT)\n`);
     expect(run.stdout).toMatch(new RegExp(`  ${plainAsHttps}: TLS: the device did not answer in TLS \\([^)]*wrong version number\\); if it serves plain HTTP, write it without https:// \\(EPROTO\\)\\n`));
     // The tool connected, and the handshake ended it: not one byte of a request, so no key, got through.
     for (const listener of [otherAddress, notInCa]) {

@@ -139,17 +139,16 @@ function networkReason(error: NodeJS.ErrnoException, plain: boolean): string {
  * what to do about them; anything else as networkReason says it.
  */
 function tlsReason(error: NodeJS.ErrnoException, withCa: boolean): string {
-  const trust = withCa ? "it is not signed by a certificate in the --ca file" : "give the tool its certificate, or the CA that signed it, with --ca FILE";
   const code = error.code ?? "";
   const words = ((): string | undefined => {
     switch (code) {
       case "DEPTH_ZERO_SELF_SIGNED_CERT":
-        return `its certificate is self-signed and not trusted; ${trust}`;
+        return `its certificate is self-signed and not trusted; ${withCa ? "it is not in the --ca file" : "give the tool that certificate with --ca FILE"}`;
       case "SELF_SIGNED_CERT_IN_CHAIN":
       case "UNABLE_TO_VERIFY_LEAF_SIGNATURE":
       case "UNABLE_TO_GET_ISSUER_CERT":
       case "UNABLE_TO_GET_ISSUER_CERT_LOCALLY":
-        return `its certificate is signed by a CA that is not trusted; ${trust}`;
+        return `its certificate is signed by a CA that is not trusted; ${withCa ? "that CA is not in the --ca file" : "give the tool the CA's certificate with --ca FILE"}`;
       case "CERT_HAS_EXPIRED":
         return "its certificate has expired";
       case "CERT_NOT_YET_VALID":
