@@ -153,6 +153,7 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
   }
 
   async function write(req: http.IncomingMessage, res: http.ServerResponse, endpoint: Endpoint, subPath: string): Promise<void> {
+    if (req.headers.expect?.toLowerCase() === "100-continue") res.writeContinue();
     const raw = await readBody(req, limits.maxBodyBytes);
     bodyConsumed.add(req);
     const fields = parseBody(bodyFormat(req.headers["content-type"]), raw);
@@ -206,19 +207,32 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
     authorize(req, endpoint, !isRead);
 
     let subPath = slash === -1 ? "" : rest.slice(slash + 1);
-    if (subPath.endsWith("/")) subPath = subPath.slice(0, -1); // one trailing slash is forgiven
+    // One trailing slash is forgiven ("name/"); "//" keeps an empty segment, a malformed path.
+    if (subPath.length > 1 && subPath.endsWith("/")) subPath = subPath.slice(0, -1);
     if (isRead) return read(req, res, endpoint, path, subPath);
     return write(req, res, endpoint, subPath);
   }
 
-  server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+  function dispatch(req: http.IncomingMessage, res: http.ServerResponse): void {
     try {
       const pending = handle(req, res);
       if (pending !== undefined) pending.catch((error: unknown) => fail(req, res, error));
     } catch (error) {
       fail(req, res, error);
     }
+  }
+
+  server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+    // A pipelined request is parsed while the one before it is still being served. It waits for its
+    // turn (node hands its answer the socket then), so that it is checked against every key and
+    // value changed by the answers before it (SPEC §3: "the very next request").
+    if (res.socket === null) res.once("socket", () => dispatch(req, res));
+    else dispatch(req, res);
   });
+
+  // Node would send "100 Continue" before any check; the pipeline sends it once the keys passed
+  // (write()), so a client with a wrong key does not upload its body for nothing.
+  server.on("checkContinue", (req: http.IncomingMessage, res: http.ServerResponse) => server.emit("request", req, res));
 
   // Requests node would answer itself, in plain text, go through the pipeline instead. An Expect other
   // than 100-continue may be ignored (RFC 9110 §10.1.1); CONNECT gets the 404 or 405 any method would.

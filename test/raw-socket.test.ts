@@ -270,3 +270,42 @@ describe("key headers", () => {
     }
   });
 });
+
+describe("pipelined requests and 100-continue (review findings)", () => {
+  it("a request pipelined behind a key change is checked against the new key, a read behind a write sees the write", async () => {
+    const own = await startServer();
+    const client = new RawClient(own.port);
+    try {
+      const body = "rd=pipelined-key";
+      client.send(
+        `PUT /api/v1/apikeys/keys/6 HTTP/1.1\r\n${H}ApiRdKey: rdKey2\r\nApiWrKey: wrKey2\r\nContent-Length: ${body.length}\r\n\r\n${body}` +
+          `GET /api/v1/data/time HTTP/1.1\r\n${H}ApiRdKey: rdKey7\r\n\r\n` +
+          `GET /api/v1/data/entries/2/pin HTTP/1.1\r\n${H}ApiRdKey: pipelined-key\r\n\r\n` +
+          `PUT /api/v1/properties/name HTTP/1.1\r\n${H}${KEYS1}Content-Length: 9\r\n\r\nname=pipe` +
+          `GET /api/v1/properties/name HTTP/1.1\r\n${H}${RD1}\r\n`,
+      );
+      expect((await client.next()).status).toBe(200);
+      expectFailure(await client.next(), 3); // the old key died with the answer before it
+      expect((await client.next()).text).toBe(ok(true));
+      expect((await client.next()).text).toBe(ok("pipe"));
+      expect((await client.next()).text).toBe(ok("pipe"));
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it("100 Continue is sent only once the keys passed: a wrong key gets its 401 without a 100", async () => {
+    const client = new RawClient(ts.port).send(`PUT /api/v1/properties/mqtt/root HTTP/1.1\r\n${H}ApiRdKey: rdKey1\r\nApiWrKey: wrong\r\nExpect: 100-continue\r\nContent-Length: 8\r\n\r\n`);
+    try {
+      const answer = await client.next();
+      expectFailure(answer, 4);
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it("an empty segment is malformed (9) also right after the endpoint: /properties// is not /properties", async () => {
+    expectFailure(await answeredKeepingAlive(`GET /api/v1/properties// HTTP/1.1\r\n${H}${RD1}\r\n`), 9);
+    expect((await answeredKeepingAlive(`GET /api/v1/properties/name/ HTTP/1.1\r\n${H}${RD1}\r\n`)).text).toBe(ok("eNetMini1"));
+  });
+});
