@@ -136,7 +136,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
     logFormat,
     throttle: Object.freeze({
       ...DEFAULT_THROTTLE,
-      maxFailures: attempts === undefined ? DEFAULT_THROTTLE.maxFailures : integer("throttle-attempts", attempts, 1, 1_000_000),
+      maxFailures: attempts === undefined ? DEFAULT_THROTTLE.maxFailures : integer("throttle-attempts", attempts, 1, 1_000),
       windowMs: seconds("throttle-window", DEFAULT_THROTTLE.windowMs),
       blockMs: seconds("throttle-block", DEFAULT_THROTTLE.blockMs),
       maxBlockMs: seconds("throttle-max-block", DEFAULT_THROTTLE.maxBlockMs),

@@ -25,8 +25,8 @@ export const DEFAULT_THROTTLE: ThrottleOptions = Object.freeze({
 });
 
 interface Entry {
-  windowStart: number;
-  failures: number;
+  /** Times of the latest wrong keys, oldest first, at most maxFailures of them (a sliding window). */
+  failures: number[];
   blockedUntil: number;
   offences: number;
   lastOffence: number;
@@ -72,22 +72,19 @@ export class Throttle {
     const o = this.options;
     let entry = this.table.get(key);
     if (entry === undefined) {
-      entry = { windowStart: now, failures: 0, blockedUntil: 0, offences: 0, lastOffence: -Infinity };
+      entry = { failures: [], blockedUntil: 0, offences: 0, lastOffence: -Infinity };
     } else {
       this.table.delete(key); // re-inserted below: the Map's order is the age order
     }
     this.table.set(key, entry);
-    if (now - entry.windowStart > o.windowMs) {
-      entry.windowStart = now;
-      entry.failures = 0;
-    }
-    entry.failures += 1;
-    if (entry.failures >= o.maxFailures) {
+    // A sliding window: block when the maxFailures-th most recent wrong key is within windowMs.
+    entry.failures.push(now);
+    if (entry.failures.length > o.maxFailures) entry.failures.shift();
+    if (entry.failures.length >= o.maxFailures && now - (entry.failures[0] as number) <= o.windowMs) {
       entry.offences = now - entry.lastOffence <= o.offenceMemoryMs ? entry.offences + 1 : 1;
       entry.lastOffence = now;
       entry.blockedUntil = now + Math.min(o.blockMs * 2 ** (entry.offences - 1), o.maxBlockMs);
-      entry.failures = 0;
-      entry.windowStart = now;
+      entry.failures = [];
     }
     while (this.table.size > o.maxAddresses) {
       const oldest = this.table.keys().next().value as string;

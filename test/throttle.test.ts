@@ -27,6 +27,15 @@ describe("the schedule (defaults: 10 wrong keys in 60 s block for 30 s, doubling
     expect(t.blockedFor("192.0.2.1", 89_000)).toBe(0);
   });
 
+  it("the window slides: 10 wrong keys within any 60 s block, even across a fixed minute's edge", () => {
+    const t = new Throttle();
+    t.recordFailure("192.0.2.3", 0);
+    fail(t, "192.0.2.3", 5, 59_900);
+    expect(t.blockedFor("192.0.2.3", 59_900)).toBe(0);
+    fail(t, "192.0.2.3", 5, 60_100); // 10 wrong keys within 0.2 s
+    expect(t.blockedFor("192.0.2.3", 60_100)).toBe(30_000);
+  });
+
   it("wrong keys spread wider than the window never block", () => {
     const t = new Throttle();
     for (let i = 0; i < 100; i++) t.recordFailure("192.0.2.2", i * 7_000); // about 9 per minute
