@@ -3,13 +3,13 @@
  * defaults, never written) and the state folder (the live documents), then served from memory.
  */
 
-import { mkdir, readdir, readFile, unlink } from "node:fs/promises";
-import { join } from "node:path";
+import { chmod, mkdir, readdir, readFile, stat, unlink } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { buildKeyring, keyringProblems, type Keyring } from "./auth.ts";
 import { deepFreeze, rootProblem, shapeProblems, upgradeRevisions, type Json } from "./documents.ts";
-import { keepSavedEntries } from "./live-data.ts";
-import { buildSchema, isObject, type Schema } from "./schema.ts";
-import { CommitQueue, isTempFileName, NODE_FS, writeFileDurably, type StoreFs } from "./store.ts";
+import { eitherFlag, keepSavedEntries } from "./live-data.ts";
+import { buildSchema, isObject, type LiveRule, type Schema } from "./schema.ts";
+import { CommitQueue, isTempFileName, NODE_FS, syncFolder, writeFileDurably, type StoreFs } from "./store.ts";
 
 /** The endpoint that is always open and read-only (SPEC §3). */
 export const DEVICE_ENDPOINT = "device";
@@ -84,6 +84,7 @@ export class Device {
       const files = new Map<string, Json>();
       const problems: string[] = [];
       for (const name of this.endpoints.keys()) {
+        if (name === DEVICE_ENDPOINT) continue; // served from the installed config, as at start
         const file = await readStateFile(source.stateDir, name, this.factory.get(name) as Json, this.schema);
         if (file.status === "missing") problems.push(`${join(source.stateDir, name + ".json")}: missing (a restart seeds it from the factory default)`);
         else if (file.status === "invalid") problems.push(...file.problems);
@@ -270,7 +271,9 @@ export async function loadDevice(options: LoadOptions): Promise<Device> {
   const { schema, factory } = await loadFactory(options.configDir);
   const stateDir = options.stateDir;
   try {
-    await mkdir(stateDir, { recursive: true, mode: 0o700 });
+    // A folder made now is flushed into its parent, or a power cut could lose it with every file in it.
+    const created = await mkdir(stateDir, { recursive: true, mode: 0o700 });
+    if (created !== undefined) await syncFolder(fs, dirname(created));
   } catch (error) {
     throw new StartupError(`state folder ${stateDir}: cannot be created (${(error as NodeJS.ErrnoException).code})`);
   }
@@ -288,6 +291,14 @@ export async function loadDevice(options: LoadOptions): Promise<Device> {
     const match = ENDPOINT_FILE.exec(name);
     if (match !== null && !factory.has(match[1] as string)) {
       warn(`state file ${join(stateDir, name)} belongs to no configured endpoint; left alone`);
+    } else if (match !== null) {
+      // State files are for their owner only (SPEC §6): the key file above all.
+      const path = join(stateDir, name);
+      const mode = (await stat(path).catch(() => undefined))?.mode;
+      if (mode !== undefined && (mode & 0o077) !== 0) {
+        await chmod(path, 0o600);
+        warn(`${path} was readable by others (mode ${(mode & 0o777).toString(8)}); set to 600`);
+      }
     }
   }
 
@@ -344,15 +355,23 @@ export async function loadDevice(options: LoadOptions): Promise<Device> {
   const device = new Device(schema, factory);
   const persistOf = new Map<string, (doc: Json) => string>();
   device.source = { stateDir, persist: persistOf };
-  const flagsOf = (endpoint: string): Json | undefined => device.endpoints.get(endpoint)?.docs.committed ?? stored.get(endpoint);
+  const flagsOf = (rule: LiveRule): Json => {
+    const source = device.endpoints.get(rule.saveFlag.endpoint)?.docs;
+    return eitherFlag(rule, source === undefined ? [stored.get(rule.saveFlag.endpoint)] : [source.committed, source.latest]);
+  };
+  // Endpoints whose documents hold the save flags of a live one: their writes also save its outputs.
+  const liveByFlagSource = new Map<string, string[]>();
+  for (const [liveName, rule] of schema.live) {
+    if (stored.has(liveName)) liveByFlagSource.set(rule.saveFlag.endpoint, [...(liveByFlagSource.get(rule.saveFlag.endpoint) ?? []), liveName]);
+  }
   for (const [name, storedDoc] of stored) {
     const live = schema.live.get(name);
     const factoryDoc = factory.get(name) as Json;
-    const initial = live === undefined ? storedDoc : keepSavedEntries(factoryDoc, storedDoc, flagsOf(live.saveFlag.endpoint), live, schema);
+    const initial = live === undefined ? storedDoc : keepSavedEntries(factoryDoc, storedDoc, flagsOf(live), live, schema);
     const persist =
       live === undefined
         ? fileText
-        : (doc: Json) => fileText(keepSavedEntries(factoryDoc, doc, flagsOf(live.saveFlag.endpoint), live, schema));
+        : (doc: Json) => fileText(keepSavedEntries(factoryDoc, doc, flagsOf(live), live, schema));
     const answers = new Map<string, Buffer>();
     const onCommit = (doc: Json): void => {
       answers.clear();
@@ -363,6 +382,12 @@ export async function loadDevice(options: LoadOptions): Promise<Device> {
       device.writesInFlight++;
       try {
         await writeFileDurably(fs, stateDir, `${name}.json`, text);
+        // A save flag this change turns on: the output's value is on disk before the change is
+        // answered (SPEC §6). Through the live document's own queue, so its writes stay in order.
+        for (const liveName of liveByFlagSource.get(name) ?? []) {
+          const liveDocs = device.endpoints.get(liveName)?.docs;
+          if (liveDocs !== undefined) await liveDocs.change(liveDocs.latest);
+        }
       } finally {
         device.writesInFlight--;
       }

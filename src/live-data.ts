@@ -3,9 +3,8 @@
  * start, except the entries whose flag in a sibling document (`process` entry *i*, `save`) is true.
  */
 
-import type { Json } from "./documents.ts";
+import { cloneJson, TYPE_NAME, type Json } from "./documents.ts";
 import { isObject, type LiveRule, type Schema } from "./schema.ts";
-import { TYPE_NAME } from "./documents.ts";
 
 /**
  * The factory document with every saved entry taken from `source`: what a live document is on
@@ -19,7 +18,7 @@ export function keepSavedEntries(
   rule: LiveRule,
   schema: Schema,
 ): Json {
-  const result = JSON.parse(JSON.stringify(factory)) as Json;
+  const result = cloneJson(factory);
   if (!isObject(result) || !isObject(source) || !isObject(flags)) return result;
   const entries = result["entries"];
   const sourceEntries = source["entries"];
@@ -40,4 +39,21 @@ export function keepSavedEntries(
     if (typeof savedTime === "number" && typeof rootTime === "number" && savedTime > rootTime) root[stamp] = savedTime;
   });
   return result;
+}
+
+/**
+ * A flags document in which entry *i*'s flag is true when it is true in any of `docs`: the save
+ * flags both as committed and as about to be committed, so that a flag being turned on saves its
+ * output before that change is answered, and one being turned off drops nothing until it is durable.
+ */
+export function eitherFlag(rule: LiveRule, docs: ReadonlyArray<Json | undefined>): Json {
+  const member = rule.saveFlag.member;
+  const entries: Json[] = [];
+  for (const doc of docs) {
+    if (!isObject(doc) || !Array.isArray(doc["entries"])) continue;
+    doc["entries"].forEach((entry, i) => {
+      if (isObject(entry) && entry[member] === true) entries[i] = { [member]: true };
+    });
+  }
+  return { entries: Array.from(entries, (e) => e ?? {}) };
 }

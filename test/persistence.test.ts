@@ -216,3 +216,30 @@ describe("an update that raises a type's revision or corrects the device identit
     expect(((await readJson(join(ts.stateDir, "device.json"))) as typeof device)[0]?.board["partNumber"]).toBe(101649);
   });
 });
+
+describe("review findings on state files", () => {
+  it("a state file readable by others is set back to 0600 at start, with a warning", async () => {
+    let ts = await startServer();
+    await ts.stop();
+    const { chmod } = await import("node:fs/promises");
+    await chmod(join(ts.stateDir, "apikeys.json"), 0o644);
+    const warnings: string[] = [];
+    ts = await startServer({ stateDir: ts.stateDir, load: { warn: (m) => warnings.push(m) } });
+    expect((await stat(join(ts.stateDir, "apikeys.json"))).mode & 0o777).toBe(0o600);
+    expect(warnings.some((w) => w.includes("apikeys.json") && w.includes("644"))).toBe(true);
+  });
+
+  it("turning save on keeps the output's current value: it is on disk before the PUT on process is answered", async () => {
+    let ts = await startServer();
+    const flag = "/api/v1/process/entries/2/save";
+    expect((await call(ts, "PUT", flag, { rd: "rdKey6", wr: "wrKey6", body: "save=false" })).text).toBe(ok(false));
+    expect((await call(ts, "PUT", "/api/v1/data/entries/2/pin", { rd: "rdKey7", wr: "wrKey7", body: "pin=false" })).text).toBe(ok(false));
+    const before = await readFile(join(ts.stateDir, "data.json"), "utf8");
+    expect((JSON.parse(before) as { entries: Array<{ pin: unknown }> }).entries[2]?.pin).toBe(true); // volatile: not on disk
+    expect((await call(ts, "PUT", flag, { rd: "rdKey6", wr: "wrKey6", body: "save=true" })).text).toBe(ok(true));
+    // Answered: the value is on disk now, before any stop.
+    expect(((await readJson(join(ts.stateDir, "data.json"))) as { entries: Array<{ pin: unknown }> }).entries[2]?.pin).toBe(false);
+    ts = await restart(ts);
+    expect((await call(ts, "GET", "/api/v1/data/entries/2/pin", { rd: "rdKey7" })).text).toBe(ok(false));
+  });
+});

@@ -102,3 +102,14 @@ describe("Device.reload", () => {
     expect((await call(ts, "GET", "/api/v1/httpro/name", { rd: "rdKey3" })).text).toBe(ok("user_ro"));
   });
 });
+
+describe("reload and the read-only device document", () => {
+  it("a hand-edited device.json is not served: device comes from the installed config", async () => {
+    const ts = await startServer();
+    await edit(ts.stateDir, "device.json", (doc) => {
+      doc[0].address = "DEADBEEF0000";
+    });
+    await ts.device.reload();
+    expect((await call(ts, "GET", "/api/v1/device/0/address")).text).toBe(ok("004082ABCDEF"));
+  });
+});
