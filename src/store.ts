@@ -77,8 +77,9 @@ export class CommitQueue<T> {
 
   constructor(
     initial: T,
-    /** Makes the document durable; returns without writing when `text` is what is on disk. */
+    /** The text a document is stored as (undefined: nothing to store); equal texts are not rewritten. */
     private readonly persist: (doc: T) => string | undefined,
+    /** Makes a text durable (writeFileDurably, in production). */
     private readonly write: (text: string) => Promise<void>,
     private readonly onCommit: (doc: T) => void,
   ) {
