@@ -104,8 +104,10 @@ export function convertText(rule: MemberRule, text: string): unknown {
   return value !== INVALID && isValidValue(rule, value) ? value : INVALID;
 }
 
-/** Checks a JSON body's value: it must already have the member's JSON type (no coercion). */
+/** Checks a JSON body's value: it must already have the member's JSON type (no coercion from strings); 1 and 0 are booleans too. */
 export function convertJson(rule: MemberRule, value: unknown): unknown {
+  // SPEC §4 names 1 and 0 as booleans too; in JSON they arrive as numbers.
+  if (rule.kind === "boolean" && (value === 1 || value === 0)) return value === 1;
   return isValidValue(rule, value) ? value : INVALID;
 }
 

@@ -229,6 +229,14 @@ describe("form decoding and value conversion", () => {
     });
     expect(a.json?.data).toMatchObject({ port: 1884, enable: true, root: "xé" });
   });
+
+  it("a boolean in a JSON body may also be 1 or 0 (SPEC §4), but not 2 or \"1\"", async () => {
+    const ts = await startServer();
+    expect((await put(ts, "/api/v1/properties/mqtt", { enable: 1 })).json?.data).toMatchObject({ enable: true });
+    expect((await put(ts, "/api/v1/properties/mqtt", { enable: 0 })).json?.data).toMatchObject({ enable: false });
+    expect((await put(ts, "/api/v1/properties/mqtt", { enable: 2 })).text).toBe(failure(8, "JSON_ERROR_INVALID_VALUE"));
+    expect((await put(ts, "/api/v1/properties/mqtt", { enable: "1" })).text).toBe(failure(8, "JSON_ERROR_INVALID_VALUE"));
+  });
 });
 
 describe("all or nothing", () => {
