@@ -39,6 +39,22 @@ describe("inventory", () => {
     expect(refusal('[{"host": "10.0.0.1", "apikeys": {"rd": "has space secret", "wr": "x"}}]')).not.toContain("secret");
     expect(refusal('[{"host": "10.0.0.1", "key": "x"}]')).toBe('entry 0: unknown member "key"');
   });
+
+  it("tells where an inventory stops being JSON, never the text around it (a key)", () => {
+    const refusal = (text: string): string => {
+      try {
+        parseInventory(text);
+      } catch (error) {
+        expect(error).toBeInstanceOf(InventoryError);
+        return (error as Error).message;
+      }
+      throw new Error("accepted");
+    };
+    const pair = '{"host": "10.0.0.1", "apikeys": {"rd": "SECRETrd", "wr": "SECRETwr"}}';
+    expect(refusal(`\n\n[\n  ${pair},\n]\n`)).toBe("not valid JSON (line 5, column 1)"); // trailing comma; leading blank lines count
+    expect(refusal(`[${pair.replace('"SECRETwr"', "SECRETwr")}]`)).toBe("not valid JSON (line 1, column 59)");
+    expect(refusal(`{"hosts": ["10.0.0.1"], "apikeys": {"rd": "SECRETrd", "wr": "SECRETwr`)).toBe("not valid JSON (line 1, column 70)");
+  });
 });
 
 describe("the wrong-key budget", () => {

@@ -1,5 +1,6 @@
 /** The inventory: which devices to provision and the `apikeys` pair each one has now. */
 
+import { jsonFaultOffset, lineAndColumn } from "../input-faults.ts";
 import { FACTORY_APIKEYS, isPair, type Pair } from "./keys.ts";
 
 /** One device of the inventory. */
@@ -59,8 +60,10 @@ export function parseInventory(text: string): InventoryDevice[] {
     let doc: unknown;
     try {
       doc = JSON.parse(trimmed);
-    } catch (error) {
-      throw new InventoryError(`not valid JSON (${(error as Error).message})`);
+    } catch {
+      // The position only: JSON.parse's message quotes the text around the fault, which may be a key.
+      const at = text.length - text.trimStart().length + jsonFaultOffset(trimmed);
+      throw new InventoryError(`not valid JSON (${lineAndColumn(text, at)})`);
     }
     entries = jsonEntries(doc);
   } else {
