@@ -95,7 +95,7 @@ describe("inventory: https:// and http:// hosts", () => {
       throw new Error("accepted");
     };
     for (const host of ["https://10.0.0.1/", "https://", "https://10.0.0.1:", "ftp://10.0.0.1", "https://user@10.0.0.1", "https:10.0.0.1"]) {
-      expect(refusal(JSON.stringify([host]))).toBe(`entry 0: "${host}" is not HOST[:PORT] or https://HOST[:PORT] (no path)`);
+      expect(refusal(JSON.stringify([host]))).toBe("entry 0: the host is not HOST[:PORT] or https://HOST[:PORT] (no path)");
     }
     expect(refusal('["https://10.0.0.1:8080", "10.0.0.1:8080"]')).toBe('entry 1: "10.0.0.1:8080" is the same device as entry 0');
     expect(refusal('["https://10.0.0.1", "10.0.0.1:443"]')).toBe('entry 1: "10.0.0.1:443" is the same device as entry 0');

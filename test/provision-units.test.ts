@@ -33,11 +33,15 @@ describe("inventory", () => {
       throw new Error("accepted");
     };
     expect(refusal("[]")).toBe("lists no device");
-    expect(refusal('["http://10.0.0.1/"]')).toBe('entry 0: "http://10.0.0.1/" is not HOST[:PORT] or https://HOST[:PORT] (no path)');
-    expect(refusal('["10.0.0.1:70000"]')).toBe('entry 0: "10.0.0.1:70000" is not HOST[:PORT] or https://HOST[:PORT] (no path)');
+    expect(refusal('["http://10.0.0.1/"]')).toBe("entry 0: the host is not HOST[:PORT] or https://HOST[:PORT] (no path)");
+    expect(refusal('["10.0.0.1:70000"]')).toBe("entry 0: the host is not HOST[:PORT] or https://HOST[:PORT] (no path)");
     expect(refusal('["10.0.0.1", "10.0.0.1:80"]')).toBe('entry 1: "10.0.0.1:80" is the same device as entry 0');
     expect(refusal('[{"host": "10.0.0.1", "apikeys": {"rd": "has space secret", "wr": "x"}}]')).not.toContain("secret");
-    expect(refusal('[{"host": "10.0.0.1", "key": "x"}]')).toBe('entry 0: unknown member "key"');
+    expect(refusal('[{"host": "10.0.0.1", "key": "x"}]')).toBe('entry 0: has a member other than "host" and "apikeys"');
+    // Keys typed where a host or a member name goes are not quoted back.
+    expect(refusal("10.0.0.1\n10.0.0.2 SECRETrd SECRETwr\n")).toBe("line 2: the host is not HOST[:PORT] or https://HOST[:PORT] (no path)");
+    expect(refusal('[{"host": "10.0.0.1", "SECRETrd": "SECRETwr"}]')).toBe('entry 0: has a member other than "host" and "apikeys"');
+    expect(refusal('{"hosts": ["10.0.0.1"], "SECRETrd": "SECRETwr"}')).toBe('has a member other than "hosts" and "apikeys"');
   });
 
   it("tells where an inventory stops being JSON, never the text around it (a key)", () => {

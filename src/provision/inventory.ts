@@ -99,7 +99,7 @@ function jsonEntries(doc: unknown): Array<{ where: string; value: unknown; share
     shared = batch["apikeys"];
   }
   for (const name of Object.keys(batch)) {
-    if (name !== "hosts" && name !== "apikeys") throw new InventoryError(`unknown member "${name}"`);
+    if (name !== "hosts" && name !== "apikeys") throw new InventoryError('has a member other than "hosts" and "apikeys"');
   }
   return (batch["hosts"] as unknown[]).map((value, i) => ({ where: `hosts[${i}]`, value, shared }));
 }
@@ -107,20 +107,20 @@ function jsonEntries(doc: unknown): Array<{ where: string; value: unknown; share
 function parseEntry(where: string, value: unknown, shared: Pair): InventoryDevice {
   let host: unknown = value;
   let apikeys: Pair = shared;
+  // Member names and hosts that do not parse are never quoted: a key typed in the wrong place may be one.
   if (typeof value === "object" && value !== null && !Array.isArray(value)) {
     const entry = value as Record<string, unknown>;
     for (const name of Object.keys(entry)) {
-      if (name !== "host" && name !== "apikeys") throw new InventoryError(`${where}: unknown member "${name}"`);
+      if (name !== "host" && name !== "apikeys") throw new InventoryError(`${where}: has a member other than "host" and "apikeys"`);
     }
     host = entry["host"];
     if (entry["apikeys"] !== undefined) {
-      // Never echo the keys: the message may end up in a log.
       if (!isPair(entry["apikeys"])) throw new InventoryError(`${where}: "apikeys" must be {"rd": KEY, "wr": KEY} with keys of at most 128 printable characters`);
       apikeys = Object.freeze({ rd: entry["apikeys"].rd, wr: entry["apikeys"].wr });
     }
   }
   if (typeof host !== "string") throw new InventoryError(`${where}: needs a "host" string`);
   const address = parseDeviceAddress(host.trim());
-  if (address === undefined) throw new InventoryError(`${where}: "${host}" is not HOST[:PORT] or https://HOST[:PORT] (no path)`);
+  if (address === undefined) throw new InventoryError(`${where}: the host is not HOST[:PORT] or https://HOST[:PORT] (no path)`);
   return Object.freeze({ host: host.trim(), scheme: address.scheme, hostname: address.hostname, port: address.port, apikeys });
 }
