@@ -1,6 +1,6 @@
 /** The command line and environment of SPEC §7, validated once and frozen. */
 
-import { parseArgs } from "node:util";
+import { ArgvError, parseArgv, type ArgSpec } from "./input-faults.ts";
 import type { LogFormat } from "./log.ts";
 import { DEFAULT_THROTTLE, type ThrottleOptions } from "./throttle.ts";
 
@@ -85,27 +85,24 @@ function integer(name: string, text: string, min: number, max: number): number {
 
 /** Parses argv (without node and the script) and the environment; flags win over variables. */
 export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options {
-  const spec = Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: "string" as const }]));
+  const spec: ArgSpec = {
+    ...Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: "string" as const }])),
+    help: { type: "boolean", short: "h" },
+    version: { type: "boolean" },
+    rd: { type: "string" },
+    wr: { type: "string" },
+    "keys-only": { type: "boolean" },
+    yes: { type: "boolean", short: "y" },
+  };
   let parsed;
   try {
-    parsed = parseArgs({
-      args: [...argv],
-      options: {
-        ...spec,
-        help: { type: "boolean", short: "h" },
-        version: { type: "boolean" },
-        rd: { type: "string" },
-        wr: { type: "string" },
-        "keys-only": { type: "boolean" },
-        yes: { type: "boolean", short: "y" },
-      },
-      strict: true,
-      allowPositionals: true,
-    });
+    // Refusals never quote an argument: `keys set data -SECRET` (no --rd=) would print the key.
+    parsed = parseArgv(argv, spec, { positionals: true, once: ["rd", "wr"] });
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    if (error instanceof ArgvError) throw new UsageError(error.message);
+    throw error;
   }
-  const values = parsed.values as Record<string, string | boolean | undefined>;
+  const values = parsed.values;
   const get = (name: FlagName): string | undefined => {
     const v = values[name];
     if (typeof v === "string") return v;

@@ -137,10 +137,39 @@ describe("keys set", () => {
 
     const unknown = await runCli(["keys", "set", "nosuch", "--rd", "k", "--state-dir", stateDir]);
     expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toBe('apikeyd: no key pair named "nosuch"; the pairs are: properties, apikeys, httpro, httprw, httpsu, process, data\n');
+    expect(unknown.stderr).toBe("apikeyd: no key pair by that name; the pairs are: properties, apikeys, httpro, httprw, httpsu, process, data\n");
     const bare = await runCli(["keys", "set", "process", "--state-dir", stateDir]);
     expect(bare.code).toBe(2);
     expect(bare.stderr).toBe("apikeyd: keys set needs --rd KEY, --wr KEY or both\nTry --help.\n");
+  });
+});
+
+describe("usage refusals", () => {
+  it("never repeat what was typed (a key given without --rd= or --wr=), say what is expected, and change nothing", async () => {
+    const stateDir = await seededState();
+    const before = await snapshot(stateDir);
+    const KEY = "SECRETKEY9";
+    const cases: Array<[string[], number, string]> = [
+      [["keys", "set", "data", KEY], 2, "keys set <pair> [--rd=KEY] [--wr=KEY]: one argument too many; keys are given as --rd=KEY and --wr=KEY"],
+      [["keys", "set", "data", KEY, `x${KEY}`], 2, "keys set <pair> [--rd=KEY] [--wr=KEY]: 2 arguments too many; keys are given as --rd=KEY and --wr=KEY"],
+      [["keys", "set", "--rd", KEY], 2, "keys set <pair> [--rd=KEY] [--wr=KEY]: missing <pair>"],
+      [["keys", "set", "data", `-${KEY}`], 2, 'argument 4 is not an option (a value that begins with "-" is given as --option=VALUE)'],
+      [["keys", "set", "data", `--${KEY}`], 2, 'argument 4 is not an option (a value that begins with "-" is given as --option=VALUE)'],
+      [["keys", "set", "data", `--${KEY}=${KEY}`], 2, 'argument 4 is not an option (a value that begins with "-" is given as --option=VALUE)'],
+      [["keys", "set", "data", "--wr", `-${KEY}`], 2, '--wr is followed by another option, not by its value; a value that begins with "-" is given as --wr=VALUE'],
+      [["keys", "set", "data", `--rd=${KEY}`, "--rd", `x${KEY}`], 2, "--rd is given more than once"],
+      [["keys", "set", KEY, "--rd=x"], 1, "no key pair by that name; the pairs are: properties, apikeys, httpro, httprw, httpsu, process, data"],
+      [["keys", "show", KEY], 2, "keys show: one argument too many"],
+      [["keys", "show", `--rd=${KEY}`], 2, "keys show: takes no --rd"],
+      [["keys", KEY], 2, "unknown command; the commands are: keys show, keys set, keys generate, reset, check"],
+      [[KEY], 2, "unknown command; the commands are: keys show, keys set, keys generate, reset, check"],
+      [["reset", `--yes=${KEY}`], 2, "--yes takes no value"],
+    ];
+    for (const [args, code, message] of cases) {
+      const r = await runCli([...args, "--state-dir", stateDir]);
+      expect({ args, ...r }).toEqual({ args, code, stdout: "", stderr: `apikeyd: ${message}\n${code === 2 ? "Try --help.\n" : ""}` });
+    }
+    expect(await snapshot(stateDir)).toEqual(before);
   });
 });
 

@@ -97,6 +97,26 @@ describe("the output file", () => {
   });
 });
 
+describe("usage refusals", () => {
+  it("name the argument by number, never quote it (it may be a key), and touch nothing", async () => {
+    const dir = await tempDir();
+    const out = join(dir, "secrets.json");
+    const inventory = await writeInventory(dir, ["127.0.0.1:9"]);
+    const cases: Array<[string[], string]> = [
+      [["--inventory", inventory, "--out", out, "--SECRETKEY"], 'argument 5 is not an option (a value that begins with "-" is given as --option=VALUE)'],
+      [["--inventory", inventory, "-SECRETKEY", "--out", out], 'argument 3 is not an option (a value that begins with "-" is given as --option=VALUE)'],
+      [["--inventory", inventory, "--out", out, "SECRETKEY"], "argument 5 is not an option; only options are taken"],
+      [["--inventory", inventory, "--dry-run=SECRETKEY", "--out", out], "--dry-run takes no value"],
+    ];
+    for (const [args, message] of cases) {
+      const run = await runTool(args, dir);
+      expect({ args, code: run.code, stdout: run.stdout, stderr: run.stderr.split("\n")[0] }).toEqual({ args, code: 2, stdout: "", stderr: `provision: ${message}` });
+      expect(run.stderr).not.toContain("SECRET");
+    }
+    expect(existsSync(out)).toBe(false);
+  });
+});
+
 describe("devices that cannot be done", () => {
   it("names an unreachable device and one whose inventory key is wrong, does the others, exits 1", async () => {
     const dir = await tempDir();

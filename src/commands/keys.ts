@@ -51,7 +51,8 @@ export async function keysSet(configDir: string, stateDir: string, name: string,
     }
     const doc = cloneJson(file.status === "ok" ? file.doc : factoryDoc) as { keys: Json[] };
     const pair = doc.keys.find((p) => isObject(p) && p["name"] === name) as Record<string, Json> | undefined;
-    if (pair === undefined) throw new CommandError(`no key pair named "${name}"; the pairs are: ${pairsOf(doc).map((p) => p.name).join(", ")}`);
+    // The name is not repeated: it is an argument, and a key typed in its place would be printed.
+    if (pair === undefined) throw new CommandError(`no key pair by that name; the pairs are: ${pairsOf(doc).map((p) => p.name).join(", ")}`);
     const rules = schema.types.get(String(pair[TYPE_NAME]))?.writable;
     const changes: Array<["rd" | "wr", string]> = [];
     if (keys.rd !== undefined) changes.push(["rd", keys.rd]);

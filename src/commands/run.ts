@@ -18,36 +18,50 @@ export async function runCommand(options: Options, io: CommandIo): Promise<numbe
   }
 }
 
+// What each command takes, as --help shows it. Refusals say this rather than repeat what was typed:
+// `keys set data SECRETKEY` (the user forgot --rd=) must not print the key.
+const USAGE = {
+  "keys show": "keys show",
+  "keys set": "keys set <pair> [--rd=KEY] [--wr=KEY]",
+  "keys generate": "keys generate",
+  reset: "reset [--keys-only] [--yes]",
+  check: "check",
+} as const;
+
 function dispatch(options: Options, io: CommandIo): Promise<number> {
   const [command, sub, ...rest] = options.command;
-  const words = options.command.join(" ");
-  const expect = (count: number, onlyFlags: ReadonlyArray<"rd" | "wr" | "keysOnly" | "yes">): void => {
-    if (options.command.length !== count) throw new CommandError(`"${words}": unexpected or missing arguments`, 2);
+  const expect = (name: keyof typeof USAGE, count: number, onlyFlags: ReadonlyArray<"rd" | "wr" | "keysOnly" | "yes">): void => {
+    const extra = options.command.length - count;
+    if (extra < 0) throw new CommandError(`${USAGE[name]}: missing <pair>`, 2);
+    if (extra > 0) {
+      const hint = name === "keys set" ? "; keys are given as --rd=KEY and --wr=KEY" : "";
+      throw new CommandError(`${USAGE[name]}: ${extra === 1 ? "one argument" : `${extra} arguments`} too many${hint}`, 2);
+    }
     for (const flag of ["rd", "wr", "keysOnly", "yes"] as const) {
       const given = flag === "keysOnly" || flag === "yes" ? options[flag] : options[flag] !== undefined;
-      if (given && !onlyFlags.includes(flag)) throw new CommandError(`"${words}" takes no --${flag === "keysOnly" ? "keys-only" : flag}`, 2);
+      if (given && !onlyFlags.includes(flag)) throw new CommandError(`${USAGE[name]}: takes no --${flag === "keysOnly" ? "keys-only" : flag}`, 2);
     }
   };
   if (command === "keys" && sub === "show") {
-    expect(2, []);
+    expect("keys show", 2, []);
     return keysShow(options.configDir, options.stateDir, io);
   }
   if (command === "keys" && sub === "set") {
-    expect(3, ["rd", "wr"]);
+    expect("keys set", 3, ["rd", "wr"]);
     return keysSet(options.configDir, options.stateDir, rest[0] as string, { rd: options.rd, wr: options.wr }, io);
   }
   if (command === "keys" && sub === "generate") {
-    expect(2, []);
+    expect("keys generate", 2, []);
     return Promise.resolve(keysGenerate(io));
   }
   if (command === "reset") {
-    expect(1, ["keysOnly", "yes"]);
+    expect("reset", 1, ["keysOnly", "yes"]);
     return reset(options.configDir, options.stateDir, { keysOnly: options.keysOnly, yes: options.yes }, io);
   }
   if (command === "check") {
-    expect(1, []);
+    expect("check", 1, []);
     const tls = options.tlsCert !== undefined && options.tlsKey !== undefined ? { cert: options.tlsCert, key: options.tlsKey } : undefined;
     return check(options.configDir, options.stateDir, tls, io);
   }
-  throw new CommandError(`unknown command "${words}" (commands: keys show, keys set, keys generate, reset, check)`, 2);
+  throw new CommandError(`unknown command; the commands are: ${Object.keys(USAGE).join(", ")}`, 2);
 }

@@ -7,7 +7,7 @@
 import { unlinkSync } from "node:fs";
 import { chmod, readdir, readFile, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
-import { parseArgs } from "node:util";
+import { ArgvError, parseArgv } from "../input-faults.ts";
 import { CaFileError, readCaFile } from "./ca-file.ts";
 import { acquireLock, LockError } from "./files.ts";
 import { InventoryError, parseInventory, type InventoryDevice } from "./inventory.ts";
@@ -62,11 +62,10 @@ class UsageError extends Error {}
 function parseSettings(argv: string[]): Settings | "help" {
   let values: Record<string, string | boolean | undefined>;
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
+    // Refusals name options and argument numbers, never an argument (Node's would quote one).
+    ({ values } = parseArgv(
+      argv,
+      {
         inventory: { type: "string" },
         out: { type: "string" },
         ca: { type: "string" },
@@ -76,9 +75,11 @@ function parseSettings(argv: string[]): Settings | "help" {
         timeout: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
-    }));
+      { positionals: false },
+    ));
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    if (error instanceof ArgvError) throw new UsageError(error.message);
+    throw error;
   }
   if (values["help"] === true) return "help";
   const inventory = values["inventory"];
