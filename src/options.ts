@@ -20,7 +20,7 @@ export interface Options {
   readonly tlsKey: string | undefined;
   /** The subcommand and its arguments (`keys set properties`); empty: serve. */
   readonly command: readonly string[];
-  /** Flags of the subcommands (`keys set --rd K --wr K`, `reset --keys-only --yes`). */
+  /** Flags of the subcommands (`keys set --rd=K --wr=K`, `reset --keys-only --yes`). */
   readonly rd: string | undefined;
   readonly wr: string | undefined;
   readonly keysOnly: boolean;
@@ -60,7 +60,7 @@ export function helpText(): string {
     "",
     "Commands (field service; they use --config-dir and --state-dir like the server):",
     "  keys show                              print every key pair of the state folder (the keys themselves)",
-    "  keys set <pair> [--rd KEY] [--wr KEY]  change a pair offline (refused while the server runs)",
+    "  keys set <pair> [--rd=KEY] [--wr=KEY]  change a pair offline (refused while the server runs)",
     "  keys generate                          print a new random key (192 bits, header-safe)",
     "  reset [--keys-only] [--yes]            factory reset of the state (or of the keys alone)",
     "  check                                  check the config and state folders; exit 1 on any problem",

@@ -140,7 +140,7 @@ describe("keys set", () => {
     expect(unknown.stderr).toBe("apikeyd: no key pair by that name; the pairs are: properties, apikeys, httpro, httprw, httpsu, process, data\n");
     const bare = await runCli(["keys", "set", "process", "--state-dir", stateDir]);
     expect(bare.code).toBe(2);
-    expect(bare.stderr).toBe("apikeyd: keys set needs --rd KEY, --wr KEY or both\nTry --help.\n");
+    expect(bare.stderr).toBe("apikeyd: keys set <pair> [--rd=KEY] [--wr=KEY]: needs --rd=KEY, --wr=KEY or both\nTry --help.\n");
   });
 });
 

@@ -48,6 +48,16 @@ describe("README", () => {
     expect([...inReadme].sort()).toEqual([...inHelp].sort());
   });
 
+  it("lists the field-service commands exactly as --help writes them (keys as --rd=KEY: a key may begin with '-')", () => {
+    const help = helpText();
+    const block = help.slice(help.indexOf("\nCommands"), help.indexOf("\n\n", help.indexOf("\nCommands")));
+    const inHelp = block.split("\n").slice(2).map((line) => line.trim().split(/ {2,}/)[0]);
+    const table = /\| command \| what it does \|\n[\s\S]*?\n\n/.exec(section("Field service"))?.[0] ?? "";
+    const inReadme = [...table.matchAll(/^\| `([^`]+)` \|/gm)].map((m) => m[1]);
+    expect(inHelp).toContain("keys set <pair> [--rd=KEY] [--wr=KEY]");
+    expect(inReadme).toEqual(inHelp);
+  });
+
   it("answers the curl walkthrough exactly as shown", async () => {
     const walkthrough = section("A walk through with curl");
     const blocks = [...walkthrough.matchAll(/```console\n([\s\S]*?)```/g)].map((m) => m[1] as string);

@@ -38,9 +38,9 @@ export async function keysShow(configDir: string, stateDir: string, io: CommandI
   return 0;
 }
 
-/** `keys set <pair> [--rd K] [--wr K]`: changes one pair on disk, with the API's key rule. */
+/** `keys set <pair> [--rd=KEY] [--wr=KEY]`: changes one pair on disk, with the API's key rule. */
 export async function keysSet(configDir: string, stateDir: string, name: string, keys: { rd: string | undefined; wr: string | undefined }, io: CommandIo): Promise<number> {
-  if (keys.rd === undefined && keys.wr === undefined) throw new CommandError("keys set needs --rd KEY, --wr KEY or both", 2);
+  if (keys.rd === undefined && keys.wr === undefined) throw new CommandError("keys set <pair> [--rd=KEY] [--wr=KEY]: needs --rd=KEY, --wr=KEY or both", 2);
   const { schema, factory } = await orRefuse(loadFactory(configDir));
   const lock = await takeStateFolder(stateDir, "keys set");
   try {
