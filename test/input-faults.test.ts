@@ -2,6 +2,7 @@
 
 import { describe, expect, it } from "vitest";
 import { jsonFaultOffset, jsonFaultPosition, lineAndColumn } from "../src/input-faults.ts";
+import { seededRandom } from "./crash-harness.ts";
 
 /** JSON.parse's verdict: -1 when it accepts the text, else the position its message names (undefined when it names none). */
 function parseVerdict(text: string): number | undefined {
@@ -14,16 +15,6 @@ function parseVerdict(text: string): number | undefined {
     const at = /at position (\d+)/.exec(message);
     return at === null ? undefined : Number(at[1]);
   }
-}
-
-/** A small deterministic generator (mulberry32), so that a failure can be replayed. */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const SAMPLE = JSON.stringify(
@@ -57,7 +48,7 @@ describe("jsonFaultOffset", () => {
   });
 
   it("agrees with JSON.parse on 3,000 seeded mutations of a document: valid or not, and where, when Node says where", () => {
-    const next = random(20261123);
+    const next = seededRandom(20261123);
     const alphabet = ' \t\n{}[]:,"\\-+.0123456789eEtrufalsn/xu\u0000\u00e9';
     let faults = 0;
     for (let n = 0; n < 3_000; n++) {

@@ -11,6 +11,17 @@ import { cleanup, tempDir } from "./helpers.ts";
 afterEach(cleanup);
 
 describe("inventory", () => {
+  /** The message of an inventory refused. */
+  const refusal = (text: string): string => {
+    try {
+      parseInventory(text);
+    } catch (error) {
+      expect(error).toBeInstanceOf(InventoryError);
+      return (error as Error).message;
+    }
+    throw new Error("accepted");
+  };
+
   it("reads the full form, the bare-host shortcut, a shared-pair batch and plain text", () => {
     const pair = { rd: "r1", wr: "w1" };
     expect(parseInventory(JSON.stringify([{ host: "192.168.15.100", apikeys: pair }, "192.168.15.101:8080", "[fd00::5]:81"]))).toEqual([
@@ -23,15 +34,6 @@ describe("inventory", () => {
   });
 
   it("refuses what it would have to guess about, without echoing keys", () => {
-    const refusal = (text: string): string => {
-      try {
-        parseInventory(text);
-      } catch (error) {
-        expect(error).toBeInstanceOf(InventoryError);
-        return (error as Error).message;
-      }
-      throw new Error("accepted");
-    };
     expect(refusal("[]")).toBe("lists no device");
     expect(refusal('["http://10.0.0.1/"]')).toBe("entry 0: the host is not HOST[:PORT] or https://HOST[:PORT] (no path)");
     expect(refusal('["10.0.0.1:70000"]')).toBe("entry 0: the host is not HOST[:PORT] or https://HOST[:PORT] (no path)");
@@ -45,15 +47,6 @@ describe("inventory", () => {
   });
 
   it("tells where an inventory stops being JSON, never the text around it (a key)", () => {
-    const refusal = (text: string): string => {
-      try {
-        parseInventory(text);
-      } catch (error) {
-        expect(error).toBeInstanceOf(InventoryError);
-        return (error as Error).message;
-      }
-      throw new Error("accepted");
-    };
     const pair = '{"host": "10.0.0.1", "apikeys": {"rd": "SECRETrd", "wr": "SECRETwr"}}';
     expect(refusal(`\n\n[\n  ${pair},\n]\n`)).toBe("not valid JSON (line 5, column 1)"); // trailing comma; leading blank lines count
     expect(refusal(`[${pair.replace('"SECRETwr"', "SECRETwr")}]`)).toBe("not valid JSON (line 1, column 59)");
