@@ -1,6 +1,6 @@
 /** The key pairs (SPEC §3): reading them from `apikeys`, finding them in a request, comparing them in constant time. */
 
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { isObject, isValidValue, MAX_KEY_LENGTH } from "./schema.ts";
 
 /** One endpoint's pair, with the fixed-width slots that the constant-time comparison uses. */
@@ -116,4 +116,13 @@ export function presentedKeys(rawHeaders: readonly string[]): PresentedKeys {
  */
 export function fingerprint(key: string): string {
   return createHash("sha256").update(key).digest("hex").slice(0, 8);
+}
+
+// 24 random bytes = 192 bits, 32 characters of base64url: letters, digits, '-' and '_', which a
+// header carries as they are and a form body needs no escaping for (no '+', '/', '=' or '%').
+const GENERATED_KEY_BYTES = 24;
+
+/** A fresh key (`keys generate`, the provisioning tool): 192 bits from the system's CSPRNG, base64url without padding. */
+export function generateKey(): string {
+  return randomBytes(GENERATED_KEY_BYTES).toString("base64url");
 }

@@ -50,6 +50,11 @@ const KEY = /^[\x21-\x7e]*$/;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
+/** Whether a value is a key the device accepts (SPEC §4): 0 to 128 printable ASCII characters, no space. */
+export function isValidKey(value: unknown): value is string {
+  return typeof value === "string" && value.length <= MAX_KEY_LENGTH && KEY.test(value);
+}
+
 /** Whether an already-typed value is acceptable for the rule (used for bodies and for files). */
 export function isValidValue(rule: MemberRule, value: unknown): boolean {
   switch (rule.kind) {
@@ -60,7 +65,7 @@ export function isValidValue(rule: MemberRule, value: unknown): boolean {
         !CONTROL.test(value)
       );
     case "key":
-      return typeof value === "string" && value.length <= MAX_KEY_LENGTH && KEY.test(value);
+      return isValidKey(value);
     case "ipv4":
       return typeof value === "string" && IPV4.test(value);
     case "boolean":

@@ -4,23 +4,15 @@
  * can read apikeys.json anyway).
  */
 
-import { randomBytes } from "node:crypto";
-import { fingerprint, keyringProblems } from "../auth.ts";
+import { fingerprint, generateKey, keyringProblems } from "../auth.ts";
 import { APIKEYS_ENDPOINT, fileText, loadFactory, readStateFile } from "../device.ts";
 import { cloneJson, shapeProblems, TYPE_NAME, type Json } from "../documents.ts";
 import { convertText, INVALID, isObject } from "../schema.ts";
 import { NODE_FS, writeFileDurably } from "../store.ts";
 import { CommandError, orRefuse, takeStateFolder, type CommandIo } from "./shared.ts";
 
-/** Random bytes in a generated key: 192 bits, 32 characters of base64url (A-Z a-z 0-9 - _). */
-const GENERATED_KEY_BYTES = 24;
 // Keys never hold a space, so this marker cannot be mistaken for one.
 const EMPTY_KEY = "(empty: open)";
-
-/** A new random key, printable and safe in a header. */
-export function generateKey(): string {
-  return randomBytes(GENERATED_KEY_BYTES).toString("base64url");
-}
 
 /** `keys show`: every pair of the state's apikeys.json (the factory's when there is no state yet). */
 export async function keysShow(configDir: string, stateDir: string, io: CommandIo): Promise<number> {

@@ -6,7 +6,8 @@
 import * as fsp from "node:fs/promises";
 import { dirname } from "node:path";
 import { syncFolder, writeFileAtomic } from "./files.ts";
-import { isDeviceKey, type Pair } from "./keys.ts";
+import { isValidKey } from "../schema.ts";
+import type { Pair } from "./keys.ts";
 
 /** A key change about to be sent: pair `endpoint` of `host` goes from old to new. */
 export interface Intent {
@@ -38,10 +39,10 @@ function isIntent(v: unknown): v is Intent {
   return (
     typeof o["host"] === "string" &&
     typeof o["endpoint"] === "string" &&
-    isDeviceKey(o["oldRd"]) &&
-    isDeviceKey(o["oldWr"]) &&
-    isDeviceKey(o["newRd"]) &&
-    isDeviceKey(o["newWr"])
+    isValidKey(o["oldRd"]) &&
+    isValidKey(o["oldWr"]) &&
+    isValidKey(o["newRd"]) &&
+    isValidKey(o["newWr"])
   );
 }
 

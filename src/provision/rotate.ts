@@ -6,10 +6,11 @@
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
+import { fingerprint, generateKey } from "../auth.ts";
 import { deviceRequest, DeviceError, type DeviceAnswer } from "./device-client.ts";
 import type { InventoryDevice } from "./inventory.ts";
 import { newPair, oldPair, type Intent } from "./journal.ts";
-import { APIKEYS, fingerprint, generateKey, samePair, type Pair } from "./keys.ts";
+import { APIKEYS, samePair, type Pair } from "./keys.ts";
 import { RefusalBudget, type DeviceThrottle } from "./pacing.ts";
 import type { DeviceKeys } from "./secrets-file.ts";
 
