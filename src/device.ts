@@ -7,6 +7,7 @@ import { chmod, mkdir, readdir, readFile, stat, unlink } from "node:fs/promises"
 import { dirname, join } from "node:path";
 import { buildKeyring, keyringProblems, type Keyring } from "./auth.ts";
 import { deepFreeze, rootProblem, shapeProblems, upgradeRevisions, type Json } from "./documents.ts";
+import { jsonFaultPosition } from "./input-faults.ts";
 import { eitherFlag, keepSavedEntries } from "./live-data.ts";
 import { buildSchema, isObject, type LiveRule, type Schema } from "./schema.ts";
 import { CommitQueue, isTempFileName, NODE_FS, syncFolder, writeFileDurably, type StoreFs } from "./store.ts";
@@ -16,7 +17,8 @@ export const DEVICE_ENDPOINT = "device";
 /** The endpoint that holds the key pairs. */
 export const APIKEYS_ENDPOINT = "apikeys";
 
-const ENDPOINT_FILE = /^([A-Za-z0-9_-][A-Za-z0-9_.-]*)\.json$/;
+/** A file of the config or state folder that holds an endpoint's document; group 1 is its name. */
+export const ENDPOINT_FILE = /^([A-Za-z0-9_-][A-Za-z0-9_.-]*)\.json$/;
 
 /** One endpoint being served. */
 export interface Endpoint {
@@ -129,10 +131,9 @@ async function readJson(path: string): Promise<unknown> {
   const text = await readFile(path, "utf8");
   try {
     return JSON.parse(text);
-  } catch (error) {
+  } catch {
     // Only the position: V8's message may quote the text around it, and this file may hold keys.
-    const at = /at position \d+/.exec((error as Error).message);
-    throw new StartupError(`${path}: not valid JSON${at === null ? "" : ` (${at[0]})`}`);
+    throw new StartupError(`${path}: not valid JSON (${jsonFaultPosition(text)})`);
   }
 }
 

@@ -6,7 +6,7 @@
 
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { APIKEYS_ENDPOINT, loadFactory, readStateFile, StartupError } from "../device.ts";
+import { APIKEYS_ENDPOINT, ENDPOINT_FILE, loadFactory, readStateFile, StartupError } from "../device.ts";
 import type { Json } from "../documents.ts";
 import { stateFolderOwner } from "../state-lock.ts";
 import { isTempFileName } from "../store.ts";
@@ -47,7 +47,7 @@ export async function check(configDir: string, stateDir: string, tls: { cert: st
         problems.push(`${join(stateDir, `${APIKEYS_ENDPOINT}.json`)}: readable by others (mode ${(keyFile.mode & 0o777).toString(8)}); chmod 600 it`);
       }
       for (const name of present) {
-        const endpoint = /^(.+)\.json$/.exec(name)?.[1];
+        const endpoint = ENDPOINT_FILE.exec(name)?.[1];
         if (isTempFileName(name)) notes.push(`${join(stateDir, name)}: left by an interrupted write; the next start removes it`);
         else if (endpoint !== undefined && !loaded.factory.has(endpoint)) notes.push(`${join(stateDir, name)}: belongs to no configured endpoint; left alone`);
       }
