@@ -302,7 +302,7 @@ describe("error 8: a value of the wrong kind or out of range", () => {
 
   it("JSON values must have the member's JSON type", async () => {
     const ts = shared;
-    for (const body of [{ port: "1883" }, { port: 1883.5 }, { enable: 1 }, { enable: "true" }, { root: 5 }, { root: null }, { keepalive: "60" }, { address: [192, 168, 0, 1] }]) {
+    for (const body of [{ port: "1883" }, { port: 1883.5 }, { enable: 2 }, { enable: "true" }, { root: 5 }, { root: null }, { keepalive: "60" }, { address: [192, 168, 0, 1] }]) {
       expectError(await call(ts, "PUT", "/api/v1/properties/mqtt", { ...RW1, body }), 8);
     }
   });
