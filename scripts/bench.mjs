@@ -117,11 +117,11 @@ async function main() {
 
   const reads = [];
   for (const s of READS) {
-    for (const server of [apikeyd, bare]) await drive(server, OPTIONS.connections, warmupMs, readRequest(s), s.status);
+    for (const server of [apikeyd, bare]) await drive(server, OPTIONS.connections, warmupMs, readRequest(s), s.status, s.sources);
     const runs = { apikeyd: [], bare: [] };
     for (let r = 0; r < OPTIONS.rounds; r++) {
       for (const name of ["apikeyd", "bare"]) {
-        const run = await drive(servers[name], OPTIONS.connections, durationMs, readRequest(s), s.status);
+        const run = await drive(servers[name], OPTIONS.connections, durationMs, readRequest(s), s.status, s.sources);
         runs[name].push(run);
         console.log(`  ${s.name} round ${r + 1} ${name.padEnd(7)} ${f(run.rps).padStart(6)} req/s  p50 ${f(run.p50Ms, 2)} ms  p99 ${f(run.p99Ms, 2)} ms  server ${f(run.serverCpuUsPerReq, 1)} µs/req, CPU ${f(run.serverCpuPct)}%  client CPU ${f(run.clientCpuPct)}%`);
       }
@@ -193,7 +193,7 @@ async function main() {
 
   console.log("");
   console.log(`Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryMb} MB RAM, ${m.os}, node ${m.node}; state folder on ${m.stateFolder}.`);
-  console.log(`Load: ${OPTIONS.connections} keep-alive connections (undici, pipelining 1) for reads; medians of ${OPTIONS.rounds} rounds of ${OPTIONS.durationS} s, servers alternating. Load average ${load0.map((x) => x.toFixed(2)).join("/")} before, ${os.loadavg().map((x) => x.toFixed(2)).join("/")} after.`);
+  console.log(`Load: ${OPTIONS.connections} requests in flight over keep-alive connections (undici, pipelining 1; the refused reads from 128 loopback addresses, each below the throttle); medians of ${OPTIONS.rounds} rounds of ${OPTIONS.durationS} s, servers alternating. Load average ${load0.map((x) => x.toFixed(2)).join("/")} before, ${os.loadavg().map((x) => x.toFixed(2)).join("/")} after.`);
   console.log("");
   console.log(table(result));
   console.log("");

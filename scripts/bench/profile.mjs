@@ -22,7 +22,7 @@ async function profiled(kind) {
   const server = await startForLoad(runDir, kind, kind, ["--cpu-prof", "--cpu-prof-dir", dir]);
   if (kind === "apikeyd" && read) await captureAnswers(runDir, server, READS);
   const run = read
-    ? await drive(server, 16, seconds * 1000, readRequest(read), read.status)
+    ? await drive(server, 16, seconds * 1000, readRequest(read), read.status, read.sources)
     : await drive(server, 16, seconds * 1000, putRequest(16), 200);
   await stop(server); // the profile is written at exit
   const file = readdirSync(dir).find((n) => n.endsWith(".cpuprofile"));
