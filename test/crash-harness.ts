@@ -14,18 +14,6 @@ import { CONFIG_DIR, ROOT_DIR } from "./helpers.ts";
 
 export const SERVER_BUNDLE = join(ROOT_DIR, "dist", "apikeyd.js");
 
-/** mulberry32: a small, good-enough PRNG; the same seed gives the same choices. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** One member that one client owns. */
 export interface Slot {
   readonly endpoint: string;

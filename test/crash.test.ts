@@ -14,8 +14,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { inspectStateFolder, newRecords, readMember, runClient, seededRandom, startChild, type Child } from "./crash-harness.ts";
-import { ROOT_DIR } from "./helpers.ts";
+import { inspectStateFolder, newRecords, readMember, runClient, startChild, type Child } from "./crash-harness.ts";
+import { ROOT_DIR, seededRandom } from "./helpers.ts";
 
 const SOAK = process.env["APIKEYD_SOAK"] === "1";
 /** Rounds, and a bound on the time they may take (the soak stops early rather than overrun). */

@@ -8,7 +8,7 @@ import { connect } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { CATALOGUE } from "../src/errors.ts";
 import { DEFAULT_THROTTLE } from "../src/throttle.ts";
-import { call, cleanup, closeAgents, failure, ok, startServer } from "./helpers.ts";
+import { call, cleanup, closeAgents, failure, ok, seededRandom, startServer } from "./helpers.ts";
 
 afterAll(async () => {
   await closeAgents();
@@ -20,18 +20,6 @@ const MAX_REQUESTS = 3_000;
 const MAX_WALL_MS = 10_000;
 const CONCURRENCY = 16;
 const FUZZ_ADDRESS = "127.0.0.9";
-
-/** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const form = (method: string, path: string, keys: string, body: string, type = "application/x-www-form-urlencoded"): string =>
   `${method} ${path} HTTP/1.1\r\nHost: device\r\n${keys}Content-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
@@ -190,7 +178,7 @@ describe(`fuzzing with seed ${SEED}`, () => {
     // checks from 127.0.0.1 are never affected.
     const ts = await startServer({ server: { throttle: { ...DEFAULT_THROTTLE, maxFailures: 50, blockMs: 1_000, maxBlockMs: 1_000 } } });
     const factoryKeys = (await call(ts, "GET", "/api/v1/apikeys", { rd: "rdKey2" })).text;
-    const random = prng(SEED);
+    const random = seededRandom(SEED);
     const started = Date.now();
     const problems: string[] = [];
     const codes = new Map<number, number>();

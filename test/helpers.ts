@@ -156,3 +156,15 @@ export function failure(code: number, message: string): string {
 export function ensureBuilt(): void {
   execFileSync(process.execPath, [join(ROOT_DIR, "scripts", "build.mjs"), "--if-needed"]);
 }
+
+/** mulberry32: a small seeded PRNG; the same seed gives the same sequence, so a failing run can be replayed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

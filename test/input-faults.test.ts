@@ -2,7 +2,7 @@
 
 import { describe, expect, it } from "vitest";
 import { jsonFaultOffset, jsonFaultPosition, lineAndColumn } from "../src/input-faults.ts";
-import { seededRandom } from "./crash-harness.ts";
+import { seededRandom } from "./helpers.ts";
 
 /** JSON.parse's verdict: -1 when it accepts the text, else the position its message names (undefined when it names none). */
 function parseVerdict(text: string): number | undefined {

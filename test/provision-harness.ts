@@ -6,6 +6,7 @@ import { createServer as createNetServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { Dispatcher } from "undici";
 import { expect } from "vitest";
+import { InventoryError, parseInventory } from "../src/provision/inventory.ts";
 import { DEFAULT_THROTTLE, type ThrottleOptions } from "../src/throttle.ts";
 import { call, ROOT_DIR, startServer, type TestServer } from "./helpers.ts";
 
@@ -116,14 +117,13 @@ export function allKeys(secrets: Secrets): string[] {
   return Object.values(secrets).flatMap((device) => Object.values(device).flatMap((p) => [p.rd, p.wr]));
 }
 
-/** A small deterministic PRNG (mulberry32), so that a failing kill schedule can be replayed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/** The message with which an inventory text is refused (the test fails if it is accepted). */
+export function inventoryRefusal(text: string): string {
+  try {
+    parseInventory(text);
+  } catch (error) {
+    expect(error).toBeInstanceOf(InventoryError);
+    return (error as Error).message;
+  }
+  throw new Error("accepted");
 }

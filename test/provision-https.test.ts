@@ -12,7 +12,7 @@ import { join } from "node:path";
 import * as tls from "node:tls";
 import { Agent } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { InventoryError, parseInventory } from "../src/provision/inventory.ts";
+import { parseInventory } from "../src/provision/inventory.ts";
 import { call, cleanup, closeAgents, ensureBuilt, startServer, tempDir } from "./helpers.ts";
 import {
   allKeys,
@@ -20,6 +20,7 @@ import {
   expectDeviceHolds,
   FACTORY,
   hostOf,
+  inventoryRefusal as refusal,
   readSecrets,
   ROOMY_FLAG,
   ROOMY_THROTTLE,
@@ -85,15 +86,6 @@ describe("inventory: https:// and http:// hosts", () => {
   });
 
   it("refuses a path, another scheme or user info, and one port written twice with either scheme", () => {
-    const refusal = (text: string): string => {
-      try {
-        parseInventory(text);
-      } catch (error) {
-        expect(error).toBeInstanceOf(InventoryError);
-        return (error as Error).message;
-      }
-      throw new Error("accepted");
-    };
     for (const host of ["https://10.0.0.1/", "https://", "https://10.0.0.1:", "ftp://10.0.0.1", "https://user@10.0.0.1", "https:10.0.0.1"]) {
       expect(refusal(JSON.stringify([host]))).toBe("entry 0: the host is not HOST[:PORT] or https://HOST[:PORT] (no path)");
     }

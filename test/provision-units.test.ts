@@ -3,25 +3,15 @@
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { InventoryError, parseInventory } from "../src/provision/inventory.ts";
+import { parseInventory } from "../src/provision/inventory.ts";
 import { Journal, JournalError, readJournal, type Intent } from "../src/provision/journal.ts";
 import { RefusalBudget } from "../src/provision/pacing.ts";
 import { cleanup, tempDir } from "./helpers.ts";
+import { inventoryRefusal as refusal } from "./provision-harness.ts";
 
 afterEach(cleanup);
 
 describe("inventory", () => {
-  /** The message of an inventory refused. */
-  const refusal = (text: string): string => {
-    try {
-      parseInventory(text);
-    } catch (error) {
-      expect(error).toBeInstanceOf(InventoryError);
-      return (error as Error).message;
-    }
-    throw new Error("accepted");
-  };
-
   it("reads the full form, the bare-host shortcut, a shared-pair batch and plain text", () => {
     const pair = { rd: "r1", wr: "w1" };
     expect(parseInventory(JSON.stringify([{ host: "192.168.15.100", apikeys: pair }, "192.168.15.101:8080", "[fd00::5]:81"]))).toEqual([

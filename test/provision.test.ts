@@ -3,13 +3,12 @@
  * child process the way an operator runs it.
  */
 
-import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { chmod, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_THROTTLE } from "../src/throttle.ts";
-import { call, cleanup, closeAgents, ROOT_DIR, tempDir } from "./helpers.ts";
+import { call, cleanup, closeAgents, ensureBuilt, tempDir } from "./helpers.ts";
 import {
   allKeys,
   closedPort,
@@ -23,10 +22,7 @@ import {
   writeInventory,
 } from "./provision-harness.ts";
 
-beforeAll(() => {
-  // npm test has just built dist/; this catches a stale bundle when the file is run alone.
-  execFileSync(process.execPath, ["scripts/build.mjs", "--if-needed"], { cwd: ROOT_DIR, stdio: "pipe" });
-}, 60_000);
+beforeAll(ensureBuilt, 60_000);
 afterEach(cleanup);
 afterAll(closeAgents);
 
