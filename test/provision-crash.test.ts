@@ -4,13 +4,13 @@
  * nobody knows. The seed is fixed (APIKEYD_PROVISION_SEED=<n> tries another schedule).
  */
 
-import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
+import { readdir, writeFile } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { call, cleanup, closeAgents, ROOT_DIR, tempDir, type TestServer } from "./helpers.ts";
+import { NODE_FS, writeFileDurably, type StoreFs } from "../src/store.ts";
+import { call, cleanup, closeAgents, ensureBuilt, seededRandom, tempDir, type TestServer } from "./helpers.ts";
 import {
   expectDeviceHolds,
   FACTORY,
@@ -18,7 +18,6 @@ import {
   readSecrets,
   ROOMY_FLAG,
   runTool,
-  seededRandom,
   spawnTool,
   startFleet,
   writeInventory,
@@ -29,9 +28,7 @@ const SEED = Number(process.env["APIKEYD_PROVISION_SEED"] ?? 1601);
 const ROUNDS = 4;
 const DEVICES = 3;
 
-beforeAll(() => {
-  execFileSync(process.execPath, ["scripts/build.mjs", "--if-needed"], { cwd: ROOT_DIR, stdio: "pipe" });
-}, 60_000);
+beforeAll(ensureBuilt, 60_000);
 afterEach(cleanup);
 afterAll(closeAgents);
 
@@ -139,5 +136,23 @@ describe("what the journal tells a re-run", () => {
     expect(secrets[host]?.["data"]).toEqual(data);
     expect(secrets[host]?.["properties"]).not.toEqual(lost);
     expect(existsSync(`${out}.journal`)).toBe(false);
+  });
+});
+
+describe("what a killed run leaves behind", () => {
+  it("removes the temporary copies of the output file and the journal, and nothing else", async () => {
+    const dir = await tempDir();
+    const [ts] = await startFleet(1);
+    const out = join(dir, "secrets.json");
+    // Killed between the fsync and the rename: the temporary files stay, under writeFileDurably's own names.
+    const killedBeforeRename: StoreFs = { ...NODE_FS, rename: () => Promise.reject(new Error("killed")), unlink: async () => undefined };
+    await expect(writeFileDurably(killedBeforeRename, dir, "secrets.json", "{}\n")).rejects.toThrow("killed");
+    await expect(writeFileDurably(killedBeforeRename, dir, "secrets.json.journal", "")).rejects.toThrow("killed");
+    await writeFile(join(dir, ".unrelated.tmp"), "");
+    expect((await readdir(dir)).filter((name) => name.startsWith(".secrets.json.")).length).toBe(2);
+
+    const run = await runTool(["--inventory", await writeInventory(dir, [hostOf(ts!)]), "--out", out, ...ROOMY_FLAG], dir);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect((await readdir(dir)).filter((name) => name.startsWith(".")).sort()).toEqual([".unrelated.tmp"]);
   });
 });

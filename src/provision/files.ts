@@ -1,43 +1,6 @@
-/** The tool's files on disk: durable atomic replacement, and the lock that keeps two runs apart. */
+/** The lock that keeps two runs of the tool apart. (Durable file writes are src/store.ts's writeFileDurably.) */
 
 import * as fsp from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
-
-let tempSequence = 0;
-
-/**
- * Replaces `path` with `text`, mode 0600, so that a crash or power cut at any instant leaves the
- * old file or the new one, never a torn one: temporary file, fsync, rename over, fsync the folder.
- */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  const dir = dirname(path);
-  const temp = join(dir, `.${basename(path)}.${process.pid}-${++tempSequence}.tmp`);
-  let renamed = false;
-  try {
-    const handle = await fsp.open(temp, "wx", 0o600);
-    try {
-      await handle.writeFile(text);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fsp.rename(temp, path);
-    renamed = true;
-    await syncFolder(dir);
-  } finally {
-    if (!renamed) await fsp.unlink(temp).catch(() => undefined);
-  }
-}
-
-/** Flushes a folder's entries (a rename, a new or removed file) to the disk. */
-export async function syncFolder(dir: string): Promise<void> {
-  const handle = await fsp.open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 /** Another run holds the lock. */
 export class LockError extends Error {

@@ -4,9 +4,9 @@
  */
 
 import * as fsp from "node:fs/promises";
-import { dirname } from "node:path";
-import { syncFolder, writeFileAtomic } from "./files.ts";
+import { basename, dirname } from "node:path";
 import { isValidKey } from "../schema.ts";
+import { NODE_FS, syncFolder, writeFileDurably } from "../store.ts";
 import type { Pair } from "./keys.ts";
 
 /** A key change about to be sent: pair `endpoint` of `host` goes from old to new. */
@@ -134,13 +134,13 @@ export class Journal {
           if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
           throw error;
         }
-        await syncFolder(dirname(this.path));
+        await syncFolder(NODE_FS, dirname(this.path));
         this.validBytes = 0;
         this.lines.length = 0;
         return;
       }
       const text = intents.map(journalLine).join("");
-      await writeFileAtomic(this.path, text);
+      await writeFileDurably(NODE_FS, dirname(this.path), basename(this.path), text);
       this.validBytes = Buffer.byteLength(text);
       this.lines.splice(0, this.lines.length, ...intents);
     });
@@ -161,7 +161,7 @@ export class Journal {
       // Cut a line torn by a crash, so that the next line does not run into it.
       if ((await handle.stat()).size > this.validBytes) await handle.truncate(this.validBytes);
       await handle.sync();
-      await syncFolder(dirname(this.path));
+      await syncFolder(NODE_FS, dirname(this.path));
     } catch (error) {
       await handle.close();
       throw error;

@@ -8,6 +8,7 @@ import { unlinkSync } from "node:fs";
 import { chmod, readdir, readFile, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { ArgvError, parseArgv } from "../input-faults.ts";
+import { isTempFileName } from "../store.ts";
 import { CaFileError, readCaFile } from "./ca-file.ts";
 import { acquireLock, LockError } from "./files.ts";
 import { InventoryError, parseInventory, type InventoryDevice } from "./inventory.ts";
@@ -227,11 +228,12 @@ async function run(settings: Settings): Promise<number> {
 /**
  * Removes temporary copies of the output file and the journal left by a killed run: the rename
  * never happened, so the files they were meant to replace still hold everything, and they hold keys.
+ * Their names are writeFileDurably's (`.<name>.<pid>-<n>.tmp`), <name> being the output file's or the journal's.
  */
 async function removeStaleTempFiles(outPath: string): Promise<void> {
   const prefix = `.${basename(outPath)}.`;
   for (const name of await readdir(dirname(outPath))) {
-    if (name.startsWith(prefix) && name.endsWith(".tmp")) await unlink(join(dirname(outPath), name)).catch(() => undefined);
+    if (name.startsWith(prefix) && isTempFileName(name)) await unlink(join(dirname(outPath), name)).catch(() => undefined);
   }
 }
 

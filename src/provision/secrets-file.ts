@@ -4,7 +4,8 @@
  */
 
 import * as fsp from "node:fs/promises";
-import { writeFileAtomic } from "./files.ts";
+import { basename, dirname } from "node:path";
+import { NODE_FS, writeFileDurably } from "../store.ts";
 import { isPair, type Pair } from "./keys.ts";
 
 /** One device's pairs by endpoint name. */
@@ -67,7 +68,7 @@ export class SecretsFile {
     const work = async (): Promise<void> => {
       const next = new Map(this.hosts);
       next.set(host, Object.freeze(complete ? { ...keys } : { ...this.hosts.get(host), ...keys }));
-      await writeFileAtomic(this.path, JSON.stringify(Object.fromEntries(next), null, 2) + "\n");
+      await writeFileDurably(NODE_FS, dirname(this.path), basename(this.path), JSON.stringify(Object.fromEntries(next), null, 2) + "\n");
       this.hosts = next;
     };
     const done = this.queue.then(work);
