@@ -56,9 +56,11 @@ function timestamp(): string {
 let stderrWriter: ((line: string) => void) | undefined;
 
 /**
- * Lines to standard error, gathered and written once per turn of the event loop: a busy server
- * makes one write per batch of requests rather than one per request line. What is pending is
- * written at exit (process.exit included); only a SIGKILL can lose the last turn's lines.
+ * Lines to standard error, gathered and written at most every LOG_FLUSH_MS (or at 64 KiB): a busy
+ * server makes one write per batch of requests rather than one per line. Writing once per turn of
+ * the event loop still cost about 1.2 µs per request in the profile (a write per 2-3 requests);
+ * this costs about 0.2. What is pending is written at exit (process.exit included); only a SIGKILL
+ * can lose the last LOG_FLUSH_MS of lines.
  */
 export function stderrLines(): (line: string) => void {
   if (stderrWriter !== undefined) return stderrWriter;
@@ -81,13 +83,14 @@ export function stderrLines(): (line: string) => void {
     if (pending.length >= MAX_PENDING_LOG_CHARS) flush();
     else if (!scheduled) {
       scheduled = true;
-      setImmediate(flush);
+      setTimeout(flush, LOG_FLUSH_MS).unref();
     }
   };
   return stderrWriter;
 }
 
 const MAX_PENDING_LOG_CHARS = 64 * 1024;
+const LOG_FLUSH_MS = 50;
 
 // A path with a space, a quote or a control character is quoted, so that one line stays one line.
 const PLAIN_PATH = /^[\x21\x23-\x7e]+$/;
