@@ -57,9 +57,12 @@ export async function startForLoad(runDir, kind, label, nodeArgs = []) {
   }
 }
 
-/** Spawn to "listening" on stderr, in milliseconds, through a pipe read at once. */
-export async function timeStart(runDir, kind) {
-  const stateDir = join(runDir, `start-${kind}-${Math.random().toString(36).slice(2)}`);
+/**
+ * Spawn to "listening" on stderr, in milliseconds, through a pipe read at once. apikeyd starts on
+ * `stateDir` when given (a restart: the folder is kept), else on a fresh folder (a first start).
+ */
+export async function timeStart(runDir, kind, keptStateDir) {
+  const stateDir = keptStateDir ?? join(runDir, `start-${kind}-${Math.random().toString(36).slice(2)}`);
   const args = kind === "apikeyd" ? [BUNDLE, ...APIKEYD_ARGS, "--state-dir", stateDir] : [BARE, join(runDir, "answers.json")];
   const t0 = process.hrtime.bigint();
   const proc = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"], env: CHILD_ENV });
@@ -74,7 +77,7 @@ export async function timeStart(runDir, kind) {
   });
   proc.stderr.resume();
   await stop({ proc });
-  rmSync(stateDir, { recursive: true, force: true });
+  if (keptStateDir === undefined) rmSync(stateDir, { recursive: true, force: true });
   return ms;
 }
 

@@ -1,7 +1,6 @@
 /** What the field-service commands share: their input and output, their refusals, and who may change a state folder. */
 
 import { stat } from "node:fs/promises";
-import { createInterface } from "node:readline";
 import { StartupError } from "../device.ts";
 import type { Logger } from "../log.ts";
 import { lockStateFolder, LockedError, type StateLock } from "../state-lock.ts";
@@ -31,6 +30,8 @@ export function processIo(log: Logger): CommandIo {
 }
 
 async function askOnTerminal(question: string): Promise<boolean> {
+  // Loaded here, not at the top: the server never asks, and every module costs its start-up.
+  const { createInterface } = await import("node:readline");
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
     const answer = await new Promise<string>((resolve) => rl.question(`${question} [y/N] `, resolve));
