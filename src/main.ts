@@ -5,15 +5,16 @@
 
 import type * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { fingerprint, type Keyring } from "./auth.ts";
-import { runCommand } from "./commands/run.ts";
-import { processIo } from "./commands/shared.ts";
-import { loadDevice, ReloadError, StartupError, type Device } from "./device.ts";
-import { createLogger, type Logger } from "./log.ts";
-import { helpText, parseOptions, UsageError, type Options } from "./options.ts";
-import { createServer, stopServer } from "./server.ts";
-import { lockStateFolder, LockedError, type StateLock } from "./state-lock.ts";
-import { readTlsFiles, TlsFileError, tlsModule, type TlsFiles } from "./tls.ts";
+import { fingerprint, type Keyring } from "./access/keys.ts";
+import { runCommand } from "./cli/commands/run.ts";
+import { processIo } from "./cli/commands/shared.ts";
+import { loadDevice, ReloadError, StartupError, type Device } from "./state/device.ts";
+import { createLogger, type Logger } from "./common/log.ts";
+import { UsageError } from "./cli/argv.ts";
+import { helpText, parseOptions, type Options } from "./cli/options.ts";
+import { createServer, stopServer } from "./http/server.ts";
+import { lockStateFolder, LockedError, type StateLock } from "./state/state-lock.ts";
+import { readTlsFiles, TlsFileError, tlsModule, type TlsFiles } from "./http/tls.ts";
 
 declare const APIKEYD_VERSION: string | undefined;
 /** Set by the build from package.json. */

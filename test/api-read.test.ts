@@ -1,4 +1,4 @@
-// Reading (SPEC §2): whole documents, sub-paths, percent-decoding, the envelope byte for byte, HEAD.
+// Reading (docs/api.md §2): whole documents, sub-paths, percent-decoding, the envelope byte for byte, HEAD.
 
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -48,7 +48,7 @@ describe("whole documents", () => {
   });
 });
 
-describe("sub-paths (SPEC §2's examples)", () => {
+describe("sub-paths (docs/api.md §2's examples)", () => {
   it("curl -H 'ApiRdKey: rdKey1' /api/v1/properties/name", async () => {
     const a = await get("/api/v1/properties/name", "rdKey1");
     expect(a.status).toBe(200);

@@ -1,4 +1,4 @@
-// Writing (SPEC §4): every writable member of every type accepts and converts a valid value, every
+// Writing (docs/api.md §4): every writable member of every type accepts and converts a valid value, every
 // other member is read-only, leaf PUTs, JSON bodies, all-or-nothing, and the `data` outputs.
 
 import { readFile } from "node:fs/promises";
@@ -139,7 +139,7 @@ describe("every other member is read-only (6)", () => {
   });
 });
 
-describe("SPEC §4's curl examples", () => {
+describe("docs/api.md §4's curl examples", () => {
   it('-d "rd=mykey" /api/v1/apikeys/keys/6', async () => {
     const ts = await startServer();
     const a = await call(ts, "PUT", "/api/v1/apikeys/keys/6", { rd: "rdKey2", wr: "wrKey2", body: "rd=mykey" });
@@ -230,7 +230,7 @@ describe("form decoding and value conversion", () => {
     expect(a.json?.data).toMatchObject({ port: 1884, enable: true, root: "xé" });
   });
 
-  it("a boolean in a JSON body may also be 1 or 0 (SPEC §4), but not 2 or \"1\"", async () => {
+  it("a boolean in a JSON body may also be 1 or 0 (docs/api.md §4), but not 2 or \"1\"", async () => {
     const ts = await startServer();
     expect((await put(ts, "/api/v1/properties/mqtt", { enable: 1 })).json?.data).toMatchObject({ enable: true });
     expect((await put(ts, "/api/v1/properties/mqtt", { enable: 0 })).json?.data).toMatchObject({ enable: false });

@@ -3,7 +3,7 @@
 // DNS rebinding, which makes the page same-origin, is met by the Host allow-list (--allowed-hosts).
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_THROTTLE } from "../src/throttle.ts";
+import { DEFAULT_THROTTLE } from "../src/access/throttle.ts";
 import { killServers, startCli } from "./cli-harness.ts";
 import { call, cleanup, closeAgents, ensureBuilt, ok, startServer, tempDir, type Answer } from "./helpers.ts";
 import { expectFailure, rawOnce, type RawAnswer } from "./raw-client.ts";

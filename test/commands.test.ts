@@ -6,7 +6,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { chmod, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { loadDevice } from "../src/device.ts";
+import { loadDevice } from "../src/state/device.ts";
 import { BUNDLE, killServers, runCli, startCli } from "./cli-harness.ts";
 import { call, cleanup, closeAgents, CONFIG_DIR, copyConfig, ensureBuilt, failure, ok, ROOT_DIR, startServer, tempDir } from "./helpers.ts";
 

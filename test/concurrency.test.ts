@@ -1,5 +1,5 @@
 /**
- * Concurrent PUTs (SPEC §6): applied one after another with no lost update, sharing flushes, each
+ * Concurrent PUTs (docs/api.md §6): applied one after another with no lost update, sharing flushes, each
  * answered only once its change is on disk; a PUT that changes nothing writes nothing; the live
  * `data` values need no disk at all, a saved output's value is on disk before its answer.
  */

@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Agent, request } from "undici";
-import { isTempFileName } from "../src/store.ts";
+import { isTempFileName } from "../src/state/store.ts";
 import { CONFIG_DIR, ROOT_DIR } from "./helpers.ts";
 
 export const SERVER_BUNDLE = join(ROOT_DIR, "dist", "apikeyd.js");
@@ -27,7 +27,7 @@ export interface Slot {
   json(text: string): unknown;
   /** The value after a first start. */
   readonly initial: unknown;
-  /** Live state (SPEC §6): back at `initial` after every restart, whatever was acknowledged. */
+  /** Live state (docs/api.md §6): back at `initial` after every restart, whatever was acknowledged. */
   readonly volatile?: boolean;
 }
 

@@ -1,5 +1,5 @@
 /**
- * Crash safety (SPEC §6), tested as it happens: the built server is killed with SIGKILL while
+ * Crash safety (docs/api.md §6), tested as it happens: the built server is killed with SIGKILL while
  * twelve clients write, then restarted on the same state folder. Every acknowledged value (or the
  * later one that was in flight) must be there, every state file must parse, and the temporary files
  * a crash leaves must be gone once the server is up again.

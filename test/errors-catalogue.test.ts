@@ -1,12 +1,12 @@
-// Every row of SPEC §5's error table, through the real server, and the order in which errors win.
+// Every row of docs/api.md §5's error table, through the real server, and the order in which errors win.
 
 import { readFile, readdir } from "node:fs/promises";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CATALOGUE } from "../src/errors.ts";
-import { NODE_FS, type StoreFs } from "../src/store.ts";
-import { DEFAULT_THROTTLE } from "../src/throttle.ts";
+import { CATALOGUE } from "../src/http/errors.ts";
+import { NODE_FS, type StoreFs } from "../src/state/store.ts";
+import { DEFAULT_THROTTLE } from "../src/access/throttle.ts";
 import { call, cleanup, closeAgents, failure, ok, startServer, type Answer, type TestServer } from "./helpers.ts";
 
 // Most rows are refusals that change nothing: they share one server whose throttle never trips,
@@ -20,8 +20,8 @@ afterAll(async () => {
   await closeAgents();
 });
 
-/** SPEC §5's table, copied by hand: the code's catalogue must match the contract. */
-const SPEC_TABLE: ReadonlyArray<readonly [number, string, number]> = [
+/** docs/api.md §5's table, copied by hand: the code's catalogue must match the contract. */
+const DOCUMENTED_TABLE: ReadonlyArray<readonly [number, string, number]> = [
   [0, "JSON_ERROR_NONE", 200],
   [1, "JSON_ERROR_PATH_NOT_FOUND", 200],
   [2, "JSON_ERROR_ENDPOINT_NOT_FOUND", 404],
@@ -52,7 +52,7 @@ function keysFor(path: string): { rd: string; wr: string } {
 
 /** Asserts a whole failure answer: status, exact envelope, Content-Type and Content-Length. */
 function expectError(a: Pick<Answer, "status" | "headers" | "text">, code: number): void {
-  const row = SPEC_TABLE[code] as readonly [number, string, number];
+  const row = DOCUMENTED_TABLE[code] as readonly [number, string, number];
   expect({ status: a.status, text: a.text }).toEqual({ status: row[2], text: failure(code, row[1]) });
   expect(a.headers["content-type"]).toBe("application/json");
   expect(a.headers["content-length"]).toBe(String(Buffer.byteLength(a.text)));
@@ -105,8 +105,8 @@ function raw(port: number, bytes: string | Buffer): Promise<RawAnswer> {
 }
 
 describe("the catalogue", () => {
-  it("is SPEC §5's table, row for row", () => {
-    expect(CATALOGUE.map((e) => [e.code, e.message, e.status])).toEqual(SPEC_TABLE);
+  it("is docs/api.md §5's table, row for row", () => {
+    expect(CATALOGUE.map((e) => [e.code, e.message, e.status])).toEqual(DOCUMENTED_TABLE);
   });
 });
 
@@ -489,7 +489,7 @@ describe("error 15: request line and headers over the limit", () => {
   });
 });
 
-describe("precedence (SPEC §5: 2, 5, 12, 3, 4, 10/11/9, 1, 7/6/8)", () => {
+describe("precedence (docs/api.md §5: 2, 5, 12, 3, 4, 10/11/9, 1, 7/6/8)", () => {
   let ts: TestServer;
   const put = (path: string, options: Parameters<typeof call>[3]): Promise<Answer> => call(ts, "PUT", path, options);
 

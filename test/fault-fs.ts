@@ -4,7 +4,7 @@
  */
 
 import * as fsp from "node:fs/promises";
-import type { StoreFs } from "../src/store.ts";
+import type { StoreFs } from "../src/state/store.ts";
 
 /** The steps of writeFileDurably, in order: temp open, write, flush, rename, folder open, folder flush. */
 export type Step = "open" | "write" | "sync" | "rename" | "dir-open" | "dir-sync" | "unlink";

@@ -6,8 +6,8 @@
 
 import { connect } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
-import { CATALOGUE } from "../src/errors.ts";
-import { DEFAULT_THROTTLE } from "../src/throttle.ts";
+import { CATALOGUE } from "../src/http/errors.ts";
+import { DEFAULT_THROTTLE } from "../src/access/throttle.ts";
 import { call, cleanup, closeAgents, failure, ok, seededRandom, startServer } from "./helpers.ts";
 
 afterAll(async () => {

@@ -6,8 +6,8 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Agent, request, type Dispatcher } from "undici";
-import { loadDevice, type Device, type LoadOptions } from "../src/device.ts";
-import { createServer, stopServer, type ServerOptions } from "../src/server.ts";
+import { loadDevice, type Device, type LoadOptions } from "../src/state/device.ts";
+import { createServer, stopServer, type ServerOptions } from "../src/http/server.ts";
 import type { Server } from "node:http";
 
 /** The factory config folder of the repository (read-only in tests). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { buildKeyring, keyMatches, type KeyPair } from "../src/auth.ts";
+import { buildKeyring, keyMatches, type KeyPair } from "../src/access/keys.ts";
 
 const pairOf = (rd: string, wr = "w"): KeyPair => {
   const pair = buildKeyring({ keys: [{ name: "e", rd, wr }] }).get("e");

@@ -1,9 +1,9 @@
-// Keys (SPEC §3): who may read and write, empty keys, header names, and key changes that take
+// Keys (docs/api.md §3): who may read and write, empty keys, header names, and key changes that take
 // effect for the very next request on connections that are already open.
 
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { Client } from "undici";
-import { DEFAULT_THROTTLE } from "../src/throttle.ts";
+import { DEFAULT_THROTTLE } from "../src/access/throttle.ts";
 import { call, cleanup, closeAgents, failure, ok, startServer, type TestServer } from "./helpers.ts";
 
 afterEach(cleanup);
@@ -84,7 +84,7 @@ describe("empty keys", () => {
     for (const rd of ["wrong", "rdKey1", "also wrong"]) {
       expect((await call(ts, "GET", "/api/v1/properties/name", { ...from, rd })).text).toBe(ok("eNetMini1"));
     }
-    // An address blocked for a wrong key elsewhere still reads the open endpoint (SPEC §5).
+    // An address blocked for a wrong key elsewhere still reads the open endpoint (docs/api.md §5).
     expect((await call(ts, "GET", "/api/v1/httpro", { ...from, rd: "guess" })).text).toBe(READ_DENIED);
     expect((await call(ts, "GET", "/api/v1/httpro", { ...from, rd: "rdKey3" })).json?.meta.error).toBe(12);
     expect((await call(ts, "GET", "/api/v1/properties/name", from)).text).toBe(ok("eNetMini1"));

@@ -3,8 +3,8 @@
 // and refused keys as audit events. Never a key, a query string or a body.
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { fingerprint } from "../src/auth.ts";
-import { createLogger, type LogFormat } from "../src/log.ts";
+import { fingerprint } from "../src/access/keys.ts";
+import { createLogger, type LogFormat } from "../src/common/log.ts";
 import { killServers, startCli } from "./cli-harness.ts";
 import { call, cleanup, closeAgents, ensureBuilt, startServer, tempDir } from "./helpers.ts";
 

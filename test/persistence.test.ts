@@ -1,4 +1,4 @@
-// State on disk (SPEC §6): what survives a restart, file modes, the config folder never written,
+// State on disk (docs/api.md §6): what survives a restart, file modes, the config folder never written,
 // seeding, stale files, live `data`, and an update that adds an endpoint.
 
 import { readdir, readFile, stat, unlink, writeFile } from "node:fs/promises";
@@ -177,7 +177,7 @@ describe("an update that raises a type's revision or corrects the device identit
     expect((await call(ts, "PUT", "/api/v1/properties/mqtt", { rd: "rdKey1", wr: "wrKey1", body: "user=field-user&port=8883" })).status).toBe(200);
     await ts.stop();
 
-    // The firmware update: jMqttEntry revision 1 adds a writable `tls` member (SPEC §1: a newer revision only adds).
+    // The firmware update: jMqttEntry revision 1 adds a writable `tls` member (docs/api.md §1: a newer revision only adds).
     const propsPath = join(configDir, "properties.json");
     const props = (await readJson(propsPath)) as { mqtt: Record<string, unknown> };
     const { ["Json+typeName"]: typeName, ["Json+typeRevision"]: _rev, ...mqtt } = props.mqtt;

@@ -9,7 +9,7 @@ import { readdir, writeFile } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { NODE_FS, writeFileDurably, type StoreFs } from "../src/store.ts";
+import { NODE_FS, writeFileDurably, type StoreFs } from "../src/state/store.ts";
 import { call, cleanup, closeAgents, ensureBuilt, seededRandom, tempDir, type TestServer } from "./helpers.ts";
 import {
   expectDeviceHolds,

@@ -7,13 +7,13 @@ import { join } from "node:path";
 import type { Dispatcher } from "undici";
 import { expect } from "vitest";
 import { InventoryError, parseInventory } from "../src/provision/inventory.ts";
-import { DEFAULT_THROTTLE, type ThrottleOptions } from "../src/throttle.ts";
+import { DEFAULT_THROTTLE, type ThrottleOptions } from "../src/access/throttle.ts";
 import { call, ROOT_DIR, startServer, type TestServer } from "./helpers.ts";
 
 /** The built tool. */
 export const TOOL = join(ROOT_DIR, "dist", "provision.js");
 
-/** The factory pairs (SPEC §1), by endpoint. */
+/** The factory pairs (docs/api.md §1), by endpoint. */
 export const FACTORY: Readonly<Record<string, { rd: string; wr: string }>> = {
   properties: { rd: "rdKey1", wr: "wrKey1" },
   apikeys: { rd: "rdKey2", wr: "wrKey2" },

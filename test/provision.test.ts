@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { chmod, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_THROTTLE } from "../src/throttle.ts";
+import { DEFAULT_THROTTLE } from "../src/access/throttle.ts";
 import { call, cleanup, closeAgents, ensureBuilt, tempDir } from "./helpers.ts";
 import {
   allKeys,
@@ -157,7 +157,7 @@ describe("--dry-run", () => {
   });
 });
 
-describe("the devices' wrong-key throttle (SPEC §5)", () => {
+describe("the devices' wrong-key throttle (docs/api.md §5)", () => {
   it("stays under a throttle it is told about: no 429", async () => {
     const dir = await tempDir();
     // 6 wrong keys in 1 s block for 5 s; a device's rotation checks 14 old keys.

@@ -2,7 +2,7 @@
 
 import { connect, type Socket } from "node:net";
 import { expect } from "vitest";
-import { CATALOGUE } from "../src/errors.ts";
+import { CATALOGUE } from "../src/http/errors.ts";
 import { failure } from "./helpers.ts";
 
 /** One HTTP answer read off the wire. */

@@ -3,7 +3,7 @@
 // The catalogue's own rows live in errors-catalogue.test.ts; these are the attacks around them.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_THROTTLE } from "../src/throttle.ts";
+import { DEFAULT_THROTTLE } from "../src/access/throttle.ts";
 import { call, cleanup, closeAgents, ok, startServer, type TestServer } from "./helpers.ts";
 import { expectFailure, RawClient, rawOnce, type RawAnswer } from "./raw-client.ts";
 

@@ -5,8 +5,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { CATALOGUE } from "../src/errors.ts";
-import { helpText } from "../src/options.ts";
+import { CATALOGUE } from "../src/http/errors.ts";
+import { helpText } from "../src/cli/options.ts";
 import { cleanup, closeAgents, ROOT_DIR, startServer } from "./helpers.ts";
 
 const run = promisify(execFile);

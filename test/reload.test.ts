@@ -5,8 +5,8 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { fingerprint } from "../src/auth.ts";
-import { ReloadError } from "../src/device.ts";
+import { fingerprint } from "../src/access/keys.ts";
+import { ReloadError } from "../src/state/device.ts";
 import { killServers, startCli } from "./cli-harness.ts";
 import { call, cleanup, closeAgents, ensureBuilt, failure, ok, startServer, tempDir } from "./helpers.ts";
 

@@ -6,11 +6,11 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { fingerprint } from "../src/auth.ts";
-import { loadDevice, StartupError } from "../src/device.ts";
-import { CATALOGUE } from "../src/errors.ts";
-import { createLogger, type LogFormat } from "../src/log.ts";
-import { DEFAULT_THROTTLE } from "../src/throttle.ts";
+import { fingerprint } from "../src/access/keys.ts";
+import { loadDevice, StartupError } from "../src/state/device.ts";
+import { CATALOGUE } from "../src/http/errors.ts";
+import { createLogger, type LogFormat } from "../src/common/log.ts";
+import { DEFAULT_THROTTLE } from "../src/access/throttle.ts";
 import { killServers, startCli } from "./cli-harness.ts";
 import { call, cleanup, closeAgents, copyConfig, ensureBuilt, failure, tempDir, startServer, type Answer, type CallOptions } from "./helpers.ts";
 import { RawClient } from "./raw-client.ts";

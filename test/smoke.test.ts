@@ -5,7 +5,7 @@ afterEach(cleanup);
 afterAll(closeAgents);
 
 describe("smoke", () => {
-  it("reads the SPEC §2 example byte for byte", async () => {
+  it("reads the docs/api.md §2 example byte for byte", async () => {
     const ts = await startServer();
     const a = await call(ts, "GET", "/api/v1/properties/name", { rd: "rdKey1" });
     expect(a.status).toBe(200);

@@ -4,7 +4,7 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { fileText, loadDevice, loadFactory, StartupError } from "../src/device.ts";
+import { fileText, loadDevice, loadFactory, StartupError } from "../src/state/device.ts";
 import { FaultFs } from "./fault-fs.ts";
 import { cleanup, closeAgents, CONFIG_DIR, tempDir } from "./helpers.ts";
 

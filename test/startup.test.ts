@@ -1,4 +1,4 @@
-// Start-up refusals (SPEC §1, §6): a damaged state file or a broken config folder stops the server
+// Start-up refusals (docs/api.md §1, §6): a damaged state file or a broken config folder stops the server
 // with a StartupError naming the file, and never replaces what is on disk. Also through the bundle.
 
 import { spawn, execFile } from "node:child_process";
@@ -6,7 +6,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { loadDevice, StartupError } from "../src/device.ts";
+import { loadDevice, StartupError } from "../src/state/device.ts";
 import { cleanup, closeAgents, CONFIG_DIR, copyConfig, ROOT_DIR, tempDir } from "./helpers.ts";
 
 afterEach(cleanup);

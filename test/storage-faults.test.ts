@@ -11,7 +11,7 @@ import { mkdtemp, readdir, readFile, rm, unlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { isTempFileName } from "../src/store.ts";
+import { isTempFileName } from "../src/state/store.ts";
 import { FaultFs, type Step } from "./fault-fs.ts";
 import { call, cleanup, closeAgents, failure, ok, startServer, type TestServer } from "./helpers.ts";
 

@@ -9,7 +9,7 @@
 
 import type { FileHandle } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
-import { CommitQueue, writeFileDurably, type StoreFs } from "../src/store.ts";
+import { CommitQueue, writeFileDurably, type StoreFs } from "../src/state/store.ts";
 
 const DIR = "/state";
 const TARGET = "/state/properties.json";

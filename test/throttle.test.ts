@@ -1,9 +1,9 @@
-// Key guessing slowed per client address (SPEC §5, error 12): the schedule of blocks, exact with an
+// Key guessing slowed per client address (docs/api.md §5, error 12): the schedule of blocks, exact with an
 // injected clock; then through the real server, with clients bound to other loopback addresses.
 
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { parseOptions } from "../src/options.ts";
-import { DEFAULT_THROTTLE, Throttle, throttleKey, type ThrottleOptions } from "../src/throttle.ts";
+import { parseOptions } from "../src/cli/options.ts";
+import { DEFAULT_THROTTLE, Throttle, throttleKey, type ThrottleOptions } from "../src/access/throttle.ts";
 import { call, cleanup, closeAgents, ok, startServer } from "./helpers.ts";
 import { expectFailure, rawOnce } from "./raw-client.ts";
 

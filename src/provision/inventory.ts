@@ -1,6 +1,6 @@
 /** The inventory: which devices to provision and the `apikeys` pair each one has now. */
 
-import { jsonFaultOffset, lineAndColumn } from "../input-faults.ts";
+import { jsonFaultOffset, lineAndColumn } from "../common/json-position.ts";
 import { FACTORY_APIKEYS, isPair, type Pair } from "./keys.ts";
 
 /** One device of the inventory. */

@@ -5,8 +5,8 @@
 
 import * as fsp from "node:fs/promises";
 import { basename, dirname } from "node:path";
-import { isValidKey } from "../schema.ts";
-import { NODE_FS, syncFolder, writeFileDurably } from "../store.ts";
+import { isValidKey } from "../state/schema.ts";
+import { NODE_FS, syncFolder, writeFileDurably } from "../state/store.ts";
 import type { Pair } from "./keys.ts";
 
 /** A key change about to be sent: pair `endpoint` of `host` goes from old to new. */

@@ -1,6 +1,6 @@
 /** Key pairs as the provisioning tool sees them (fresh keys and fingerprints are src/auth.ts's, the key rule src/schema.ts's). */
 
-import { isValidKey } from "../schema.ts";
+import { isValidKey } from "../state/schema.ts";
 
 /** One endpoint's pair of keys. */
 export interface Pair {
@@ -8,7 +8,7 @@ export interface Pair {
   readonly wr: string;
 }
 
-/** The `apikeys` pair that devices leave the factory with (SPEC §1, index 1). */
+/** The `apikeys` pair that devices leave the factory with (docs/api.md §1, index 1). */
 export const FACTORY_APIKEYS: Pair = Object.freeze({ rd: "rdKey2", wr: "wrKey2" });
 
 /** The pair that guards the key pairs themselves; it is changed last. */

@@ -7,13 +7,13 @@
 import { unlinkSync } from "node:fs";
 import { chmod, readdir, readFile, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
-import { ArgvError, parseArgv } from "../input-faults.ts";
-import { isTempFileName } from "../store.ts";
+import { parseArgv, UsageError, wholeNumber } from "../cli/argv.ts";
+import { isTempFileName } from "../state/store.ts";
 import { CaFileError, readCaFile } from "./ca-file.ts";
 import { acquireLock, LockError } from "./files.ts";
 import { InventoryError, parseInventory, type InventoryDevice } from "./inventory.ts";
 import { Journal, JournalError, readJournal, type Intent } from "./journal.ts";
-import { SPEC_THROTTLE, type DeviceThrottle } from "./pacing.ts";
+import { DEFAULT_DEVICE_THROTTLE, type DeviceThrottle } from "./pacing.ts";
 import { Progress } from "./progress.ts";
 import { provisionDevice, type DeviceOutcome } from "./rotate.ts";
 import { readSecrets, SecretsFile, SecretsFileError } from "./secrets-file.ts";
@@ -58,38 +58,29 @@ interface Settings {
   readonly ca: string | undefined;
 }
 
-class UsageError extends Error {}
-
 function parseSettings(argv: string[]): Settings | "help" {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    // Refusals name options and argument numbers, never an argument (Node's would quote one).
-    ({ values } = parseArgv(
-      argv,
-      {
-        inventory: { type: "string" },
-        out: { type: "string" },
-        ca: { type: "string" },
-        concurrency: { type: "string" },
-        "dry-run": { type: "boolean" },
-        "device-throttle": { type: "string" },
-        timeout: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      { positionals: false },
-    ));
-  } catch (error) {
-    if (error instanceof ArgvError) throw new UsageError(error.message);
-    throw error;
-  }
+  const { values } = parseArgv(
+    argv,
+    {
+      inventory: { type: "string" },
+      out: { type: "string" },
+      ca: { type: "string" },
+      concurrency: { type: "string" },
+      "dry-run": { type: "boolean" },
+      "device-throttle": { type: "string" },
+      timeout: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    { positionals: false },
+  );
   if (values["help"] === true) return "help";
   const inventory = values["inventory"];
   const out = values["out"];
   if (typeof inventory !== "string" || inventory === "") throw new UsageError("--inventory FILE is required");
   if (typeof out !== "string" || out === "") throw new UsageError("--out FILE is required");
-  const concurrency = integerOption(values["concurrency"], DEFAULT_CONCURRENCY, 1, MAX_CONCURRENCY, "--concurrency");
-  const timeoutS = integerOption(values["timeout"], DEFAULT_TIMEOUT_S, 1, 600, "--timeout");
-  let throttle = SPEC_THROTTLE;
+  const concurrency = optionalNumber(values["concurrency"], DEFAULT_CONCURRENCY, "concurrency", 1, MAX_CONCURRENCY);
+  const timeoutS = optionalNumber(values["timeout"], DEFAULT_TIMEOUT_S, "timeout", 1, 600);
+  let throttle = DEFAULT_DEVICE_THROTTLE;
   const rawThrottle = values["device-throttle"];
   if (typeof rawThrottle === "string") {
     const match = /^(\d+)\/(\d+(?:\.\d+)?)$/.exec(rawThrottle);
@@ -103,11 +94,9 @@ function parseSettings(argv: string[]): Settings | "help" {
   return { inventory, out, concurrency, dryRun: values["dry-run"] === true, throttle, timeoutMs: timeoutS * 1000, ca: typeof ca === "string" ? ca : undefined };
 }
 
-function integerOption(raw: string | boolean | undefined, fallback: number, min: number, max: number, name: string): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (typeof raw !== "string" || !/^\d+$/.test(raw) || n < min || n > max) throw new UsageError(`${name} takes a whole number from ${min} to ${max}`);
-  return n;
+
+function optionalNumber(raw: string | boolean | undefined, fallback: number, option: string, min: number, max: number): number {
+  return typeof raw === "string" ? wholeNumber(option, raw, min, max) : fallback;
 }
 
 /** One line on how a device ended. */

@@ -1,5 +1,5 @@
 /**
- * Keeping under a device's wrong-key throttle (SPEC §5). Checking that an old key is refused is a
+ * Keeping under a device's wrong-key throttle (docs/api.md §5). Checking that an old key is refused is a
  * wrong key on purpose, and the device blocks an address after `maxFailures` of them within
  * `windowMs`. The tool allows itself at most maxFailures - 1 in any stretch a little longer than
  * the window, counted per device; a 429 that comes anyway is honoured by the caller.
@@ -14,7 +14,7 @@ export interface DeviceThrottle {
 }
 
 /** The SPEC's defaults: 10 wrong keys within 60 s block an address. */
-export const SPEC_THROTTLE: DeviceThrottle = Object.freeze({ maxFailures: 10, windowMs: 60_000 });
+export const DEFAULT_DEVICE_THROTTLE: DeviceThrottle = Object.freeze({ maxFailures: 10, windowMs: 60_000 });
 
 // Refusals are stamped when their answer arrives (after the device counted them) and the budget is
 // checked before the next request leaves (before the device counts it), so network delays only

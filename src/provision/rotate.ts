@@ -6,7 +6,7 @@
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
-import { fingerprint, generateKey } from "../auth.ts";
+import { fingerprint, generateKey } from "../access/keys.ts";
 import { deviceRequest, DeviceError, type DeviceAnswer } from "./device-client.ts";
 import type { InventoryDevice } from "./inventory.ts";
 import { newPair, oldPair, type Intent } from "./journal.ts";
@@ -58,7 +58,7 @@ interface DevicePair extends Pair {
 const API = "/api/v1/";
 /** Passes over a device when its keys change under us (another client, a late request). */
 const MAX_PASSES = 3;
-/** The longest Retry-After the tool waits for (the SPEC's longest block is 15 min), and how often. */
+/** The longest Retry-After the tool waits for (the API reference's longest block is 15 min), and how often. */
 const MAX_RETRY_AFTER_S = 15 * 60 + 1;
 const MAX_THROTTLED_RETRIES = 8;
 const DEFAULT_RETRY_AFTER_S = 30;
@@ -311,7 +311,7 @@ class DeviceRun {
   }
 }
 
-/** Whether a write check got past the keys: any refusal that comes after them in SPEC §5's order. */
+/** Whether a write check got past the keys: any refusal that comes after them in docs/api.md §5's order. */
 function passedKeyCheck(a: DeviceAnswer): boolean {
   return a.status !== 401 && a.status !== 403 && a.status < 500 && a.error !== 3 && a.error !== 4;
 }

@@ -5,7 +5,7 @@
 
 import * as fsp from "node:fs/promises";
 import { basename, dirname } from "node:path";
-import { NODE_FS, writeFileDurably } from "../store.ts";
+import { NODE_FS, writeFileDurably } from "../state/store.ts";
 import { isPair, type Pair } from "./keys.ts";
 
 /** One device's pairs by endpoint name. */

@@ -1,5 +1,5 @@
 /**
- * Live documents (SPEC §6, `data`): held in memory, starting from the factory values at every
+ * Live documents (docs/api.md §6, `data`): held in memory, starting from the factory values at every
  * start, except the entries whose flag in a sibling document (`process` entry *i*, `save`) is true.
  */
 

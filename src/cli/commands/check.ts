@@ -6,11 +6,11 @@
 
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { APIKEYS_ENDPOINT, ENDPOINT_FILE, loadFactory, readStateFile, StartupError } from "../device.ts";
-import type { Json } from "../documents.ts";
-import { stateFolderOwner } from "../state-lock.ts";
-import { isTempFileName } from "../store.ts";
-import { readTlsFiles, TlsFileError } from "../tls.ts";
+import { APIKEYS_ENDPOINT, ENDPOINT_FILE, loadFactory, readStateFile, StartupError } from "../../state/device.ts";
+import type { Json } from "../../state/documents.ts";
+import { stateFolderOwner } from "../../state/state-lock.ts";
+import { isTempFileName } from "../../state/store.ts";
+import { readTlsFiles, TlsFileError } from "../../http/tls.ts";
 import type { CommandIo } from "./shared.ts";
 
 /** Prints every problem (exit 1) or OK (exit 0); notes are things a start handles by itself. */

@@ -1,10 +1,8 @@
 /**
- * Faults in what a user hands us (a JSON file, a command line), told by position only: never by
- * quoting the text, which may be a key. Node's own messages do quote it (JSON.parse the text around
- * the fault, parseArgs an unknown option: `keys set data -SECRET` is "Unknown option '-S'").
+ * Where a JSON text a user handed us (a config or state file, an inventory) goes wrong, told by
+ * position only: never by quoting the text, which may hold a key. JSON.parse's own message quotes
+ * the text around the fault (Node 20), and V8 names no position for "Unexpected token".
  */
-
-import { parseArgs } from "node:util";
 
 /** A position in a text: 1-based line and column (in UTF-16 code units). */
 export function lineAndColumn(text: string, offset: number): string {
@@ -127,66 +125,4 @@ export function jsonFaultOffset(text: string): number {
 export function jsonFaultPosition(text: string): string {
   const at = jsonFaultOffset(text);
   return lineAndColumn(text, at === -1 ? text.length : at);
-}
-
-/** Option names and types, as parseArgs takes them. */
-export type ArgSpec = Readonly<Record<string, { readonly type: "string" | "boolean"; readonly short?: string }>>;
-
-/** A command line refused; the message names options and argument numbers, never what was typed. */
-export class ArgvError extends Error {
-  override name = "ArgvError";
-}
-
-/**
- * parseArgs, strict, with refusals that never quote an argument: an unknown option may be a key
- * typed without `--rd=`. Options named in `once` may not be repeated (the last would silently win).
- */
-export function parseArgv(
-  args: readonly string[],
-  spec: ArgSpec,
-  rules: { readonly positionals: boolean; readonly once?: readonly string[] },
-): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: [...args], options: spec, strict: true, allowPositionals: rules.positionals, tokens: true });
-  } catch (error) {
-    throw new ArgvError(argvProblem(error, args, spec));
-  }
-  for (const name of rules.once ?? []) {
-    // tokens are missing before Node 18.7: no check there.
-    if ((parsed.tokens ?? []).filter((t) => t.kind === "option" && t.name === name).length > 1) throw new ArgvError(`--${name} is given more than once`);
-  }
-  return { values: parsed.values as Record<string, string | boolean | undefined>, positionals: parsed.positionals };
-}
-
-function argvProblem(error: unknown, args: readonly string[], spec: ArgSpec): string {
-  const code = (error as { code?: unknown }).code;
-  // Which argument strict parsing refused, found by a lenient parse of the same argv.
-  let tokens: ReadonlyArray<{ kind: string; name?: string; index: number; value?: string | undefined; inlineValue?: boolean | undefined }> = [];
-  try {
-    tokens = parseArgs({ args: [...args], options: spec, strict: false, allowPositionals: true, tokens: true }).tokens ?? [];
-  } catch {
-    // No argument number then.
-  }
-  const known = (t: { kind: string; name?: string }): t is { kind: "option"; name: string } => t.kind === "option" && t.name !== undefined && Object.hasOwn(spec, t.name);
-  const argument = (t: { index: number } | undefined): string => (t === undefined ? "an argument" : `argument ${t.index + 1}`);
-  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
-    const token = tokens.find((t) => t.kind === "option" && !known(t));
-    return `${argument(token)} is not an option (a value that begins with "-" is given as --option=VALUE)`;
-  }
-  if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") {
-    return `${argument(tokens.find((t) => t.kind === "positional"))} is not an option; only options are taken`;
-  }
-  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
-    for (const t of tokens) {
-      if (!known(t)) continue;
-      const type = spec[t.name]?.type;
-      if (type === "boolean" && t.value !== undefined) return `--${t.name} takes no value`;
-      if (type === "string" && t.value === undefined) return `--${t.name} needs a value: --${t.name}=VALUE`;
-      if (type === "string" && t.inlineValue === false && t.value?.startsWith("-") === true) {
-        return `--${t.name} is followed by another option, not by its value; a value that begins with "-" is given as --${t.name}=VALUE`;
-      }
-    }
-  }
-  return "malformed command line";
 }

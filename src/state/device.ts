@@ -5,14 +5,14 @@
 
 import { chmod, mkdir, readdir, readFile, stat, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { buildKeyring, keyringProblems, type Keyring } from "./auth.ts";
+import { buildKeyring, keyringProblems, type Keyring } from "../access/keys.ts";
 import { deepFreeze, rootProblem, shapeProblems, upgradeRevisions, type Json } from "./documents.ts";
-import { jsonFaultPosition } from "./input-faults.ts";
+import { jsonFaultPosition } from "../common/json-position.ts";
 import { eitherFlag, keepSavedEntries } from "./live-data.ts";
 import { buildSchema, isObject, type LiveRule, type Schema } from "./schema.ts";
 import { CommitQueue, isTempFileName, NODE_FS, syncFolder, writeFileDurably, type StoreFs } from "./store.ts";
 
-/** The endpoint that is always open and read-only (SPEC §3). */
+/** The endpoint that is always open and read-only (docs/api.md §3). */
 export const DEVICE_ENDPOINT = "device";
 /** The endpoint that holds the key pairs. */
 export const APIKEYS_ENDPOINT = "apikeys";
@@ -293,7 +293,7 @@ export async function loadDevice(options: LoadOptions): Promise<Device> {
     if (match !== null && !factory.has(match[1] as string)) {
       warn(`state file ${join(stateDir, name)} belongs to no configured endpoint; left alone`);
     } else if (match !== null) {
-      // State files are for their owner only (SPEC §6): the key file above all.
+      // State files are for their owner only (docs/api.md §6): the key file above all.
       const path = join(stateDir, name);
       const mode = (await stat(path).catch(() => undefined))?.mode;
       if (mode !== undefined && (mode & 0o077) !== 0) {
@@ -384,7 +384,7 @@ export async function loadDevice(options: LoadOptions): Promise<Device> {
       try {
         await writeFileDurably(fs, stateDir, `${name}.json`, text);
         // A save flag this change turns on: the output's value is on disk before the change is
-        // answered (SPEC §6). Through the live document's own queue, so its writes stay in order.
+        // answered (docs/api.md §6). Through the live document's own queue, so its writes stay in order.
         for (const liveName of liveByFlagSource.get(name) ?? []) {
           const liveDocs = device.endpoints.get(liveName)?.docs;
           if (liveDocs !== undefined) await liveDocs.change(liveDocs.latest);

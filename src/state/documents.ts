@@ -1,4 +1,4 @@
-/** Paths into JSON documents (SPEC §2) and the shape every document must have (SPEC §1). */
+/** Paths into JSON documents (docs/api.md §2) and the shape every document must have (docs/api.md §1). */
 
 import { isObject, isValidValue, type Schema } from "./schema.ts";
 
@@ -33,7 +33,7 @@ export function decodeSegments(raw: string): string[] | null {
   return segments;
 }
 
-/** Whether `holder[segment]` exists, by the SPEC's rules: member names for objects, canonical indexes for arrays. */
+/** Whether `holder[segment]` exists, by the API reference's rules: member names for objects, canonical indexes for arrays. */
 function child(holder: unknown, segment: string): { value: unknown } | undefined {
   if (Array.isArray(holder)) {
     if (!INDEX.test(segment)) return undefined;
@@ -67,7 +67,7 @@ export function select(doc: unknown, segments: readonly string[]): Selection | u
 }
 
 /**
- * Checks SPEC §1's shape and §4's kinds over a whole document: every object ends with
+ * Checks docs/api.md §1's shape and §4's kinds over a whole document: every object ends with
  * `Json+typeName` (string) then `Json+typeRevision` (integer), and every writable member the schema
  * declares for its type is present with a valid value. Returns the problems, empty when none.
  */
@@ -126,7 +126,7 @@ export function rootProblem(doc: unknown, factory: unknown): string | undefined 
 }
 
 /**
- * Brings a state document up to the factory's type revisions (SPEC §1: a newer revision may only
+ * Brings a state document up to the factory's type revisions (docs/api.md §1: a newer revision may only
  * add members). Objects are paired by path; where both have the same type and the factory's
  * revision is higher, the members the state lacks are added with their factory values (before the
  * type tags) and the revision is raised. Returns `state` itself when nothing needed it.

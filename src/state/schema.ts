@@ -1,5 +1,5 @@
 /**
- * Which members of which types are writable, and how their values convert and are checked (SPEC §4).
+ * Which members of which types are writable, and how their values convert and are checked (docs/api.md §4).
  * The rules are data (`device-config/schema/*.json`), so a vendor adds a type without touching code.
  */
 
@@ -23,7 +23,7 @@ export interface TypeRule {
 }
 
 /**
- * An endpoint whose document lives in memory (SPEC §6: `data`). Entry *i* of its `entries` is kept on
+ * An endpoint whose document lives in memory (docs/api.md §6: `data`). Entry *i* of its `entries` is kept on
  * disk only while entry *i* of `saveFlag.endpoint` has `saveFlag.member` true.
  */
 export interface LiveRule {
@@ -50,7 +50,7 @@ const KEY = /^[\x21-\x7e]*$/;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
-/** Whether a value is a key the device accepts (SPEC §4): 0 to 128 printable ASCII characters, no space. */
+/** Whether a value is a key the device accepts (docs/api.md §4): 0 to 128 printable ASCII characters, no space. */
 export function isValidKey(value: unknown): value is string {
   return typeof value === "string" && value.length <= MAX_KEY_LENGTH && KEY.test(value);
 }
@@ -111,7 +111,7 @@ export function convertText(rule: MemberRule, text: string): unknown {
 
 /** Checks a JSON body's value: it must already have the member's JSON type (no coercion from strings); 1 and 0 are booleans too. */
 export function convertJson(rule: MemberRule, value: unknown): unknown {
-  // SPEC §4 names 1 and 0 as booleans too; in JSON they arrive as numbers.
+  // docs/api.md §4 names 1 and 0 as booleans too; in JSON they arrive as numbers.
   if (rule.kind === "boolean" && (value === 1 || value === 0)) return value === 1;
   return isValidValue(rule, value) ? value : INVALID;
 }

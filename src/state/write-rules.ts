@@ -1,13 +1,13 @@
-/** The write rules of SPEC §4: a PUT is checked whole, then applied to a copy of the document. */
+/** The write rules of docs/api.md §4: a PUT is checked whole, then applied to a copy of the document. */
 
-import type { Fields } from "./body.ts";
+import type { Fields } from "../http/body.ts";
 import { cloneJson, select, TYPE_NAME, TYPE_REVISION, type Json } from "./documents.ts";
-import { ApiError, ERRORS } from "./errors.ts";
+import { ApiError, ERRORS } from "../http/errors.ts";
 import { convertJson, convertText, INVALID, isObject, type MemberRule, type Schema } from "./schema.ts";
 
 /**
  * Builds the document that a PUT of `fields` at `segments` makes of `doc`, or throws the first
- * error in SPEC §5's order: path not found (1), then unknown (7), read-only (6), invalid (8).
+ * error in docs/api.md §5's order: path not found (1), then unknown (7), read-only (6), invalid (8).
  * `doc` is not touched; the result is a new document.
  */
 export function applyWrite(doc: Json, segments: readonly string[], fields: Fields, schema: Schema, nowSeconds: number): Json {

@@ -1,8 +1,8 @@
-/** The command line and environment of SPEC §7, validated once and frozen. */
+/** The command line and environment of docs/api.md §7, validated once and frozen. */
 
-import { ArgvError, parseArgv, type ArgSpec } from "./input-faults.ts";
-import type { LogFormat } from "./log.ts";
-import { DEFAULT_THROTTLE, type ThrottleOptions } from "./throttle.ts";
+import { parseArgv, UsageError, wholeNumber, type ArgSpec } from "./argv.ts";
+import type { LogFormat } from "../common/log.ts";
+import { DEFAULT_THROTTLE, type ThrottleOptions } from "../access/throttle.ts";
 
 /** Everything the entry needs to serve. */
 export interface Options {
@@ -27,10 +27,6 @@ export interface Options {
   readonly yes: boolean;
 }
 
-/** A usage problem: the entry prints it with a pointer to --help and exits 2. */
-export class UsageError extends Error {
-  override name = "UsageError";
-}
 
 /** Flag name, environment variable, and what --help says of it. */
 const FLAGS = {
@@ -76,13 +72,6 @@ export function helpText(): string {
   return lines.join("\n");
 }
 
-function integer(name: string, text: string, min: number, max: number): number {
-  if (!/^[0-9]+$/.test(text) || Number(text) < min || Number(text) > max) {
-    throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, not "${text}"`);
-  }
-  return Number(text);
-}
-
 /** Parses argv (without node and the script) and the environment; flags win over variables. */
 export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options {
   const spec: ArgSpec = {
@@ -94,14 +83,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
     "keys-only": { type: "boolean" },
     yes: { type: "boolean", short: "y" },
   };
-  let parsed;
-  try {
-    // Refusals never quote an argument: `keys set data -SECRET` (no --rd=) would print the key.
-    parsed = parseArgv(argv, spec, { positionals: true, once: ["rd", "wr"] });
-  } catch (error) {
-    if (error instanceof ArgvError) throw new UsageError(error.message);
-    throw error;
-  }
+  const parsed = parseArgv(argv, spec, { positionals: true, once: ["rd", "wr"] });
   const values = parsed.values;
   const get = (name: FlagName): string | undefined => {
     const v = values[name];
@@ -111,7 +93,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
   };
   const seconds = (name: FlagName, fallbackMs: number): number => {
     const v = get(name);
-    return v === undefined ? fallbackMs : integer(name, v, 1, 86_400) * 1000;
+    return v === undefined ? fallbackMs : wholeNumber(name, v, 1, 86_400) * 1000;
   };
   const logFormat = get("log-format") ?? "text";
   if (logFormat !== "text" && logFormat !== "json") throw new UsageError(`--log-format must be text or json, not "${logFormat}"`);
@@ -126,14 +108,14 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
   if (command.length === 0 && commandFlag !== undefined) throw new UsageError(`--${commandFlag} belongs to a command (keys set, reset)`);
   return Object.freeze({
     host: get("host"),
-    port: portText === undefined ? 8080 : integer("port", portText, 0, 65535),
+    port: portText === undefined ? 8080 : wholeNumber("port", portText, 0, 65535),
     configDir: get("config-dir") ?? "./device-config",
     stateDir: get("state-dir") ?? "./var",
     allowedHosts: hosts === undefined ? undefined : Object.freeze(hosts.split(",").map((h) => h.trim()).filter((h) => h !== "")),
     logFormat,
     throttle: Object.freeze({
       ...DEFAULT_THROTTLE,
-      maxFailures: attempts === undefined ? DEFAULT_THROTTLE.maxFailures : integer("throttle-attempts", attempts, 1, 1_000),
+      maxFailures: attempts === undefined ? DEFAULT_THROTTLE.maxFailures : wholeNumber("throttle-attempts", attempts, 1, 1_000),
       windowMs: seconds("throttle-window", DEFAULT_THROTTLE.windowMs),
       blockMs: seconds("throttle-block", DEFAULT_THROTTLE.blockMs),
       maxBlockMs: seconds("throttle-max-block", DEFAULT_THROTTLE.maxBlockMs),

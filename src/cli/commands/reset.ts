@@ -1,12 +1,12 @@
 /**
- * `reset [--keys-only] [--yes]`: the explicit factory reset of SPEC §6. Every state file of a
+ * `reset [--keys-only] [--yes]`: the explicit factory reset of docs/api.md §6. Every state file of a
  * configured endpoint is rewritten from its factory document (durably, one by one), or only
  * apikeys.json with --keys-only. The config folder is never touched; state files of endpoints no
  * longer configured are left alone.
  */
 
-import { APIKEYS_ENDPOINT, fileText, loadFactory } from "../device.ts";
-import { NODE_FS, writeFileDurably } from "../store.ts";
+import { APIKEYS_ENDPOINT, fileText, loadFactory } from "../../state/device.ts";
+import { NODE_FS, writeFileDurably } from "../../state/store.ts";
 import { CommandError, orRefuse, takeStateFolder, type CommandIo } from "./shared.ts";
 
 /** Runs the reset after the technician's yes (or --yes). */

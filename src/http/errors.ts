@@ -1,4 +1,4 @@
-/** The closed error catalogue of SPEC §5 and the one envelope every answer travels in. */
+/** The closed error catalogue of docs/api.md §5 and the one envelope every answer travels in. */
 
 /** One row of the catalogue. */
 export interface CatalogueEntry {

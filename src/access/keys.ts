@@ -1,7 +1,7 @@
-/** The key pairs (SPEC §3): reading them from `apikeys`, finding them in a request, comparing them in constant time. */
+/** The key pairs (docs/api.md §3): reading them from `apikeys`, finding them in a request, comparing them in constant time. */
 
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { isObject, isValidValue, MAX_KEY_LENGTH } from "./schema.ts";
+import { isObject, isValidValue, MAX_KEY_LENGTH } from "../state/schema.ts";
 
 /** One endpoint's pair, with the fixed-width slots that the constant-time comparison uses. */
 export interface KeyPair {

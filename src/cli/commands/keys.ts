@@ -4,11 +4,11 @@
  * can read apikeys.json anyway).
  */
 
-import { fingerprint, generateKey, keyringProblems } from "../auth.ts";
-import { APIKEYS_ENDPOINT, fileText, loadFactory, readStateFile } from "../device.ts";
-import { cloneJson, shapeProblems, TYPE_NAME, type Json } from "../documents.ts";
-import { convertText, INVALID, isObject } from "../schema.ts";
-import { NODE_FS, writeFileDurably } from "../store.ts";
+import { fingerprint, generateKey, keyringProblems } from "../../access/keys.ts";
+import { APIKEYS_ENDPOINT, fileText, loadFactory, readStateFile } from "../../state/device.ts";
+import { cloneJson, shapeProblems, TYPE_NAME, type Json } from "../../state/documents.ts";
+import { convertText, INVALID, isObject } from "../../state/schema.ts";
+import { NODE_FS, writeFileDurably } from "../../state/store.ts";
 import { CommandError, orRefuse, takeStateFolder, type CommandIo } from "./shared.ts";
 
 // Keys never hold a space, so this marker cannot be mistaken for one.

@@ -1,7 +1,7 @@
 /** Faults in user input told by position only: the JSON scanner agrees with JSON.parse on what is JSON, and on where it breaks. */
 
 import { describe, expect, it } from "vitest";
-import { jsonFaultOffset, jsonFaultPosition, lineAndColumn } from "../src/input-faults.ts";
+import { jsonFaultOffset, jsonFaultPosition, lineAndColumn } from "../src/common/json-position.ts";
 import { seededRandom } from "./helpers.ts";
 
 /** JSON.parse's verdict: -1 when it accepts the text, else the position its message names (undefined when it names none). */

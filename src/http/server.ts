@@ -5,15 +5,15 @@
 
 import * as http from "node:http";
 import type { Socket } from "node:net";
-import { keyMatches, DUPLICATED, fingerprint, presentedKeys } from "./auth.ts";
+import { keyMatches, DUPLICATED, fingerprint, presentedKeys } from "../access/keys.ts";
 import { bodyFormat, parseBody, readBody } from "./body.ts";
-import { APIKEYS_ENDPOINT, type Device, type Endpoint } from "./device.ts";
-import { decodeSegments, deepFreeze, select } from "./documents.ts";
+import { APIKEYS_ENDPOINT, type Device, type Endpoint } from "../state/device.ts";
+import { decodeSegments, deepFreeze, select } from "../state/documents.ts";
 import { ApiError, CATALOGUE, ERRORS, errorEnvelope, okEnvelope, type CatalogueEntry } from "./errors.ts";
-import { SILENT, type Logger } from "./log.ts";
-import { DEFAULT_THROTTLE, Throttle, type ThrottleOptions } from "./throttle.ts";
+import { SILENT, type Logger } from "../common/log.ts";
+import { DEFAULT_THROTTLE, Throttle, type ThrottleOptions } from "../access/throttle.ts";
 import { httpsModule } from "./tls.ts";
-import { applyWrite } from "./writes.ts";
+import { applyWrite } from "../state/write-rules.ts";
 
 /** Limits and collaborators of a server; every field has an appliance-sized default. */
 export interface ServerOptions {
@@ -112,7 +112,7 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
     send(req, res, entry.status, ERROR_BODIES.get(entry.code) as Buffer, extra);
   }
 
-  /** Checks the throttle and the keys the request needs (SPEC §3); throws 12, 9, 3 or 4. */
+  /** Checks the throttle and the keys the request needs (docs/api.md §3); throws 12, 9, 3 or 4. */
   function authorize(req: http.IncomingMessage, endpoint: Endpoint, isWrite: boolean): void {
     if (endpoint.readOnly) return;
     const pair = device.keyring.get(endpoint.name);
@@ -225,7 +225,7 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
   server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
     // A pipelined request is parsed while the one before it is still being served. It waits for its
     // turn (node hands its answer the socket then), so that it is checked against every key and
-    // value changed by the answers before it (SPEC §3: "the very next request").
+    // value changed by the answers before it (docs/api.md §3: "the very next request").
     if (res.socket === null) res.once("socket", () => dispatch(req, res));
     else dispatch(req, res);
   });

@@ -1,5 +1,5 @@
 /**
- * The state folder (SPEC §6): atomic, durable file writes and the per-document commit queue that
+ * The state folder (docs/api.md §6): atomic, durable file writes and the per-document commit queue that
  * applies concurrent changes one after another and lets them share one flush.
  */
 

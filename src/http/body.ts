@@ -1,8 +1,8 @@
-/** Bounded reading of a PUT body, and its two formats: form-encoded and a flat JSON object (SPEC §4). */
+/** Bounded reading of a PUT body, and its two formats: form-encoded and a flat JSON object (docs/api.md §4). */
 
 import type { IncomingMessage } from "node:http";
 import { ApiError, ERRORS } from "./errors.ts";
-import { isObject } from "./schema.ts";
+import { isObject } from "../state/schema.ts";
 
 /** A parsed body: member name to its raw value (text for forms, a JSON value for JSON). */
 export interface Fields {

@@ -1,9 +1,9 @@
 /** What the field-service commands share: their input and output, their refusals, and who may change a state folder. */
 
 import { stat } from "node:fs/promises";
-import { StartupError } from "../device.ts";
-import type { Logger } from "../log.ts";
-import { lockStateFolder, LockedError, type StateLock } from "../state-lock.ts";
+import { StartupError } from "../../state/device.ts";
+import type { Logger } from "../../common/log.ts";
+import { lockStateFolder, LockedError, type StateLock } from "../../state/state-lock.ts";
 
 /** Where a command talks: results on stdout, refusals on stderr, audit events through the logger. */
 export interface CommandIo {

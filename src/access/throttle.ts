@@ -1,4 +1,4 @@
-/** Slows key guessing per client address (SPEC §5, error 12). */
+/** Slows key guessing per client address (docs/api.md §5, error 12). */
 
 import { isIPv6 } from "node:net";
 

@@ -1,0 +1,79 @@
+/**
+ * Command lines, parsed strictly and refused without quoting: node's parseArgs names an unknown
+ * option by what was typed (`keys set data -SECRET` is "Unknown option '-S'"), and that may be a key.
+ * One parser and one refusal for the server, its commands and the provisioning tool.
+ */
+
+import { parseArgs } from "node:util";
+
+/** Option names and types, as parseArgs takes them. */
+export type ArgSpec = Readonly<Record<string, { readonly type: "string" | "boolean"; readonly short?: string }>>;
+
+/**
+ * A command line refused: the entry prints the message with a pointer to --help and exits 2. The
+ * message names options and argument numbers, never what was typed (it may be a key).
+ */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** `text` as a whole number from `min` to `max`, or a UsageError naming the option (never the value). */
+export function wholeNumber(option: string, text: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!/^[0-9]+$/.test(text) || n < min || n > max) throw new UsageError(`--${option} takes a whole number from ${min} to ${max}`);
+  return n;
+}
+
+/**
+ * parseArgs, strict, with refusals that never quote an argument: an unknown option may be a key
+ * typed without `--rd=`. Options named in `once` may not be repeated (the last would silently win).
+ */
+export function parseArgv(
+  args: readonly string[],
+  spec: ArgSpec,
+  rules: { readonly positionals: boolean; readonly once?: readonly string[] },
+): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...args], options: spec, strict: true, allowPositionals: rules.positionals, tokens: true });
+  } catch (error) {
+    throw new UsageError(argvProblem(error, args, spec));
+  }
+  for (const name of rules.once ?? []) {
+    // tokens are missing before Node 18.7: no check there.
+    if ((parsed.tokens ?? []).filter((t) => t.kind === "option" && t.name === name).length > 1) throw new UsageError(`--${name} is given more than once`);
+  }
+  return { values: parsed.values as Record<string, string | boolean | undefined>, positionals: parsed.positionals };
+}
+
+function argvProblem(error: unknown, args: readonly string[], spec: ArgSpec): string {
+  const code = (error as { code?: unknown }).code;
+  // Which argument strict parsing refused, found by a lenient parse of the same argv.
+  let tokens: ReadonlyArray<{ kind: string; name?: string; index: number; value?: string | undefined; inlineValue?: boolean | undefined }> = [];
+  try {
+    tokens = parseArgs({ args: [...args], options: spec, strict: false, allowPositionals: true, tokens: true }).tokens ?? [];
+  } catch {
+    // No argument number then.
+  }
+  const known = (t: { kind: string; name?: string }): t is { kind: "option"; name: string } => t.kind === "option" && t.name !== undefined && Object.hasOwn(spec, t.name);
+  const argument = (t: { index: number } | undefined): string => (t === undefined ? "an argument" : `argument ${t.index + 1}`);
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+    const token = tokens.find((t) => t.kind === "option" && !known(t));
+    return `${argument(token)} is not an option (a value that begins with "-" is given as --option=VALUE)`;
+  }
+  if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") {
+    return `${argument(tokens.find((t) => t.kind === "positional"))} is not an option; only options are taken`;
+  }
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+    for (const t of tokens) {
+      if (!known(t)) continue;
+      const type = spec[t.name]?.type;
+      if (type === "boolean" && t.value !== undefined) return `--${t.name} takes no value`;
+      if (type === "string" && t.value === undefined) return `--${t.name} needs a value: --${t.name}=VALUE`;
+      if (type === "string" && t.inlineValue === false && t.value?.startsWith("-") === true) {
+        return `--${t.name} is followed by another option, not by its value; a value that begins with "-" is given as --${t.name}=VALUE`;
+      }
+    }
+  }
+  return "malformed command line";
+}
