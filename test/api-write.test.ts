@@ -262,7 +262,7 @@ describe("the data endpoint's outputs", () => {
   const NOW = 1_700_000_123;
 
   it("a PUT of an output's pin sets that entry's time and the document's time to now", async () => {
-    const ts = await startServer({ server: { now: () => NOW_MS } });
+    const ts = await startServer({ server: { clock: () => NOW_MS } });
     const ao = await put(ts, "/api/v1/data/entries/1", "pin=0.5");
     expect(ao.text).toBe(ok({ pin: 0.5, time: NOW, error: 0, "Json+typeName": "MkcJsonLib.jDataAo", "Json+typeRevision": 0 }));
     const doc = await dataOf(ts, "/api/v1/data");

@@ -457,10 +457,14 @@ describe("error 14: anything unforeseen", () => {
   it("answers 500 with the catalogue message only; the detail goes to the log", async () => {
     const lines: string[] = [];
     const log = { log: (level: string, message: string, fields?: object) => void lines.push(`${level} ${message} ${JSON.stringify(fields)}`) };
+    // The clock fails once, during the PUT (the throttle and the write stamp both read it).
+    let clockBroken = true;
     const ts = await startServer({
       server: {
         log,
-        now: () => {
+        clock: () => {
+          if (!clockBroken) return Date.now();
+          clockBroken = false;
           throw new Error("clock unreadable: secret-detail");
         },
       },

@@ -112,7 +112,7 @@ describe("the data endpoint across a restart", () => {
 
   it("the DO output (save=true) keeps its value; the AO output is back to its factory value", async () => {
     const rw = { rd: "rdKey7", wr: "wrKey7" };
-    let ts = await startServer({ server: { now: () => NOW_MS } });
+    let ts = await startServer({ server: { clock: () => NOW_MS } });
     expect((await call(ts, "PUT", "/api/v1/data/entries/1", { ...rw, body: "pin=55.5" })).status).toBe(200);
     expect((await call(ts, "PUT", "/api/v1/data/entries/2", { ...rw, body: "pin=false" })).status).toBe(200);
     ts = await restart(ts);

@@ -7,7 +7,8 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { fingerprint } from "../src/access/keys.ts";
-import { loadDevice, StartupError } from "../src/state/device.ts";
+import { StartupError } from "../src/state/device.ts";
+import { loadDevice } from "../src/state/load-device.ts";
 import { CATALOGUE } from "../src/http/errors.ts";
 import { createLogger, type LogFormat } from "../src/common/log.ts";
 import { DEFAULT_THROTTLE } from "../src/access/throttle.ts";
@@ -41,7 +42,7 @@ describe.each(["text", "json"] as LogFormat[])("the %s log and the error answers
     const ts = await startServer({
       server: {
         log: createLogger(format, (line) => lines.push(line)),
-        now: () => {
+        clock: () => {
           if (clockBroken) throw new Error("clock unreadable");
           return Date.now();
         },

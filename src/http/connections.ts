@@ -1,0 +1,173 @@
+/**
+ * Socket-level defences, apart from the request pipeline: a connection cap that sheds idle sockets
+ * first, clients that stop reading, requests node's parser refuses, CONNECT and Expect, and a clean
+ * stop. Node's private socket fields are read here and nowhere else.
+ */
+
+import * as http from "node:http";
+import type { Socket } from "node:net";
+import { ERRORS, type CatalogueEntry } from "./errors.ts";
+import { ERROR_BODIES } from "./send.ts";
+
+/** What the defences need of the pipeline: a way to hand it a request, and to answer one with an error. */
+export interface PipelineHooks {
+  readonly dispatch: (req: http.IncomingMessage, res: http.ServerResponse) => void;
+  readonly answerError: (req: http.IncomingMessage, res: http.ServerResponse, error: CatalogueEntry) => void;
+}
+
+/** Limits the defences enforce. */
+export interface ConnectionLimits {
+  readonly maxConnections: number;
+  /** A connection on which nothing moved for this long while an answer waits to be written is cut. */
+  readonly requestTimeoutMs: number;
+}
+
+/** Installs every socket-level defence on `server`, routing requests to the pipeline. */
+export function defendConnections(server: http.Server, limits: ConnectionLimits, hooks: PipelineHooks): void {
+  capConnections(server, limits.maxConnections);
+  cutStalledReaders(server, limits.requestTimeoutMs);
+  routeSpecialRequests(server, hooks);
+  answerParserErrors(server, hooks);
+}
+
+// ---- Node's private fields, in one place ----------------------------------------------------------
+
+type NodeSocket = Socket & { _httpMessage?: http.ServerResponse | null; _parent?: Socket };
+
+/** The answer node is writing on `socket`, if any (node's `_httpMessage`). */
+function responseInFlight(socket: Socket): http.ServerResponse | undefined {
+  return (socket as NodeSocket)._httpMessage ?? undefined;
+}
+
+/** The TCP socket under a TLS socket (node's `_parent`). */
+function tcpSocketOf(tlsSocket: Socket): Socket | undefined {
+  return (tlsSocket as NodeSocket)._parent;
+}
+
+// ---- The defences ---------------------------------------------------------------------------------
+
+/**
+ * Caps open connections at `max`. A connection beyond the cap closes the oldest one that is not
+ * serving a request (idle, or still sending its headers), and only when every one is busy the
+ * newcomer itself: a flood of idle or slow sockets cannot lock a real client out, whereas node's
+ * own maxConnections would refuse everyone until they time out.
+ */
+function capConnections(server: http.Server, max: number): void {
+  const open = new Set<Socket>(); // insertion order: oldest first
+  // Over TLS the requests run on a TLSSocket wrapped around the TCP socket counted here.
+  const httpSocketOf = new WeakMap<Socket, Socket>();
+  server.on("secureConnection", (tlsSocket: Socket) => {
+    const tcp = tcpSocketOf(tlsSocket);
+    if (tcp !== undefined) httpSocketOf.set(tcp, tlsSocket);
+  });
+  server.on("connection", (socket: Socket) => {
+    open.add(socket);
+    socket.once("close", () => open.delete(socket));
+    if (open.size <= max) return;
+    for (const candidate of open) {
+      if (responseInFlight(httpSocketOf.get(candidate) ?? candidate) !== undefined) continue;
+      open.delete(candidate);
+      candidate.destroy(); // over TLS, destroying the TCP socket closes the TLSSocket too
+      return;
+    }
+  });
+}
+
+/**
+ * A client that sends requests but never reads the answers keeps its connection busy for ever:
+ * node's request timeouts end when a request has arrived, and capConnections spares busy
+ * connections. A connection on which nothing moved for `ms` while an answer waits to be written
+ * is cut; one waiting for our own work (a slow disk) is left alone.
+ */
+function cutStalledReaders(server: http.Server, ms: number): void {
+  server.setTimeout(ms, (socket: Socket) => {
+    if (socket.writableLength > 0 || responseInFlight(socket) === undefined) socket.destroy();
+  });
+}
+
+/**
+ * Requests node would answer itself, in plain text, go through the pipeline instead. Node would send
+ * "100 Continue" before any check; the pipeline sends it once the keys passed, so a client with a
+ * wrong key does not upload its body for nothing. An Expect other than 100-continue may be ignored
+ * (RFC 9110 §10.1.1). CONNECT gets the 404 or 405 any method would.
+ */
+function routeSpecialRequests(server: http.Server, hooks: PipelineHooks): void {
+  server.on("checkContinue", hooks.dispatch);
+  server.on("checkExpectation", hooks.dispatch);
+  server.on("connect", (req: http.IncomingMessage, socket: Socket) => {
+    socket.on("error", () => socket.destroy()); // node has removed its own listeners from this socket
+    const res = new http.ServerResponse(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket);
+    res.on("finish", () => socket.end());
+    hooks.dispatch(req, res);
+  });
+}
+
+const answeredSockets = new WeakSet<Socket>();
+
+/**
+ * Requests node's parser refused (malformed, oversized headers) still get the envelope where the
+ * socket can be written to, after the answers to the requests before them on the connection, which
+ * is then closed; timeouts and resets are just closed. A malformed body of the request being
+ * served gets its answer through the pipeline.
+ */
+function answerParserErrors(server: http.Server, hooks: PipelineHooks): void {
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => {
+    const inFlight = responseInFlight(socket);
+    if (inFlight && !inFlight.headersSent && !inFlight.req.complete && socket.writable && error.code?.startsWith("HPE_")) {
+      answeredSockets.add(socket); // the parser's repeats of the error get no answer
+      hooks.answerError(inFlight.req, inFlight, ERRORS.BAD_REQUEST);
+      return;
+    }
+    answerClientError(error, socket);
+  });
+}
+
+function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+  const code = error.code ?? "";
+  if (!socket.writable || code === "ECONNRESET" || code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    socket.destroy();
+    return;
+  }
+  if (answeredSockets.has(socket)) return; // the parser repeats its error for every later chunk
+  answeredSockets.add(socket);
+  const entry = code === "HPE_HEADER_OVERFLOW" ? ERRORS.HEADERS_TOO_LARGE : ERRORS.BAD_REQUEST;
+  const body = ERROR_BODIES.get(entry.code) as Buffer;
+  const answer =
+    `HTTP/1.1 ${entry.status} ${http.STATUS_CODES[entry.status]}\r\nContent-Type: application/json\r\n` +
+    `Content-Length: ${body.length}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body.toString()}`;
+  const whenIdle = (): void => {
+    const inFlight = responseInFlight(socket);
+    if (inFlight) inFlight.once("close", whenIdle); // pipelined answers go first, in order
+    else if (socket.writable) socket.end(answer);
+    else socket.destroy();
+  };
+  whenIdle();
+}
+
+// ---- Stopping -------------------------------------------------------------------------------------
+
+const closingServers = new WeakSet<http.Server>();
+
+/** Whether `server` is stopping: its answers then close their connections. */
+export function isClosing(server: http.Server): boolean {
+  return closingServers.has(server);
+}
+
+/**
+ * Stops a server cleanly: no new connections, idle keep-alive connections closed at once, requests
+ * in flight finished (their answers close the connection), the rest cut after `graceMs`.
+ */
+export function stopServer(server: http.Server, graceMs = 5_000): Promise<void> {
+  closingServers.add(server);
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}

@@ -1,0 +1,214 @@
+/**
+ * The request pipeline, read top to bottom (docs/api.md §5): the request target and Host, the
+ * endpoint, the method, the throttle and the keys, then the path, then read or write. Authorization
+ * comes before any lookup, so a client without the key learns nothing of what lies behind it.
+ */
+
+import type * as http from "node:http";
+import { auditKeyChange } from "../access/audit.ts";
+import { DUPLICATED, keyMatches, presentedKeys } from "../access/keys.ts";
+import type { Throttle } from "../access/throttle.ts";
+import type { Clock } from "../common/clock.ts";
+import type { Logger } from "../common/log.ts";
+import { APIKEYS_ENDPOINT, type Device, type Endpoint } from "../state/device.ts";
+import { decodeSegments, deepFreeze, select } from "../state/documents.ts";
+import { isObject } from "../state/schema.ts";
+import { applyWrite } from "../state/write-rules.ts";
+import { bodyFormat, parseBody, readBody } from "./body.ts";
+import { ApiError, ERRORS, okEnvelope, type CatalogueEntry } from "./errors.ts";
+import { ERROR_BODIES, loggedPath, markBodyRead, sendEnvelope, type Request } from "./send.ts";
+
+const PREFIX = "/api/v1/";
+const ALLOW_ALL = "GET, HEAD, PUT";
+const ALLOW_READ_ONLY = "GET, HEAD";
+/** Cached answers per endpoint; the set of paths a client can ask for is open-ended. */
+const MAX_CACHED_ANSWERS = 128;
+
+/** What the pipeline works with; built once by createServer. */
+export interface PipelineContext {
+  readonly device: Device;
+  readonly log: Logger;
+  readonly throttle: Throttle;
+  readonly clock: Clock;
+  readonly maxBodyBytes: number;
+  readonly maxUrlBytes: number;
+  /** Host header values accepted (lower case); undefined accepts any. */
+  readonly allowedHosts: ReadonlySet<string> | undefined;
+  /** Whether the server is stopping (answers then close their connections). */
+  readonly closing: () => boolean;
+}
+
+/** Serves the requests of one server. */
+export class Pipeline {
+  constructor(private readonly ctx: PipelineContext) {}
+
+  /** Serves one request; every failure becomes its catalogue envelope. */
+  readonly dispatch = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    try {
+      const pending = this.handle(req, res);
+      if (pending !== undefined) pending.catch((error: unknown) => this.fail(req, res, error));
+    } catch (error) {
+      this.fail(req, res, error);
+    }
+  };
+
+  /** Answers a request with a catalogue error (for the connection defences). */
+  readonly answerError = (req: http.IncomingMessage, res: http.ServerResponse, entry: CatalogueEntry): void => {
+    this.fail(req, res, new ApiError(entry));
+  };
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void | Promise<void> {
+    const url = req.url ?? "";
+    if (url.length > this.ctx.maxUrlBytes) throw new ApiError(ERRORS.HEADERS_TOO_LARGE);
+    this.checkHost(req);
+    const query = url.indexOf("?");
+    const path = query === -1 ? url : url.slice(0, query);
+    if (!path.startsWith(PREFIX)) throw new ApiError(ERRORS.ENDPOINT_NOT_FOUND);
+    const rest = path.slice(PREFIX.length);
+    const slash = rest.indexOf("/");
+    const endpointName = decodeName(slash === -1 ? rest : rest.slice(0, slash));
+    const endpoint = endpointName === undefined ? undefined : this.ctx.device.endpoints.get(endpointName);
+    if (endpoint === undefined) throw new ApiError(ERRORS.ENDPOINT_NOT_FOUND);
+
+    const method = req.method;
+    const isRead = method === "GET" || method === "HEAD";
+    if (!isRead && (method !== "PUT" || !endpoint.writable)) {
+      throw new ApiError(ERRORS.METHOD_NOT_ALLOWED, { Allow: endpoint.writable ? ALLOW_ALL : ALLOW_READ_ONLY });
+    }
+    this.authorize(req, endpoint, !isRead);
+
+    let subPath = slash === -1 ? "" : rest.slice(slash + 1);
+    // One trailing slash is forgiven ("name/"); "//" keeps an empty segment, a malformed path.
+    if (subPath.length > 1 && subPath.endsWith("/")) subPath = subPath.slice(0, -1);
+    if (isRead) return this.read(req, res, endpoint, path, subPath);
+    return this.write(req, res, endpoint, subPath);
+  }
+
+  /**
+   * HTTP/1.1 requires exactly one Host (RFC 9112 §3.2; node keeps the first of several); with an
+   * allow-list, only the listed values pass (a DNS-rebinding defence).
+   */
+  private checkHost(req: http.IncomingMessage): void {
+    const host = req.headers.host;
+    const allowed = this.ctx.allowedHosts;
+    if (allowed !== undefined ? !allowed.has(host?.toLowerCase() ?? "") : host === undefined && req.httpVersion === "1.1") {
+      throw new ApiError(ERRORS.BAD_REQUEST);
+    }
+    if (host !== undefined && hostLines(req.rawHeaders) > 1) throw new ApiError(ERRORS.BAD_REQUEST);
+  }
+
+  /** Checks the throttle and the keys the request needs (docs/api.md §3); throws 12, 9, 3 or 4. */
+  private authorize(req: http.IncomingMessage, endpoint: Endpoint, isWrite: boolean): void {
+    if (!endpoint.keyed) return;
+    const pair = this.ctx.device.keyring.get(endpoint.name);
+    if (pair === undefined) throw new ApiError(ERRORS.READ_DENIED); // never open an endpoint for want of a pair
+    const needRead = pair.rd !== "";
+    const needWrite = isWrite && pair.wr !== "";
+    if (!needRead && !needWrite) return;
+    const address = req.socket.remoteAddress ?? "";
+    const waitMs = this.ctx.throttle.blockedFor(address, this.ctx.clock());
+    if (waitMs > 0) throw new ApiError(ERRORS.TOO_MANY_ATTEMPTS, { "Retry-After": String(Math.ceil(waitMs / 1000)) });
+    const keys = presentedKeys(req.rawHeaders);
+    if (needRead) this.checkKey(keys.rd, pair.rdSlot, ERRORS.READ_DENIED, "ApiRdKey", address, endpoint.name);
+    if (needWrite) this.checkKey(keys.wr, pair.wrSlot, ERRORS.WRITE_DENIED, "ApiWrKey", address, endpoint.name);
+    (req as Request).pair = endpoint.name;
+  }
+
+  private checkKey(presented: string | undefined | typeof DUPLICATED, stored: Buffer, denied: CatalogueEntry, header: string, address: string, endpoint: string): void {
+    if (presented === DUPLICATED) throw new ApiError(ERRORS.BAD_REQUEST);
+    if (presented === undefined) throw new ApiError(denied);
+    if (keyMatches(stored, presented)) return;
+    this.ctx.throttle.recordFailure(address, this.ctx.clock());
+    this.ctx.log.log("warn", "refused key", { event: "key-refused", client: address, endpoint, header });
+    throw new ApiError(denied);
+  }
+
+  private read(req: http.IncomingMessage, res: http.ServerResponse, endpoint: Endpoint, path: string, subPath: string): void {
+    let body = endpoint.answers.get(path);
+    if (body === undefined) {
+      const segments = decodeSegments(subPath);
+      if (segments === null) throw new ApiError(ERRORS.BAD_REQUEST);
+      const selection = select(endpoint.docs.committed, segments);
+      if (selection === undefined) throw new ApiError(ERRORS.PATH_NOT_FOUND);
+      body = okEnvelope(JSON.stringify(selection.value));
+      if (endpoint.answers.size >= MAX_CACHED_ANSWERS) endpoint.answers.clear();
+      endpoint.answers.set(path, body);
+    }
+    this.answer(req, res, 200, body);
+  }
+
+  private async write(req: http.IncomingMessage, res: http.ServerResponse, endpoint: Endpoint, subPath: string): Promise<void> {
+    const { device, log } = this.ctx;
+    // The keys passed: now the client may send its body (node would have said so before any check).
+    if (req.headers.expect?.toLowerCase() === "100-continue") res.writeContinue();
+    const raw = await readBody(req, this.ctx.maxBodyBytes);
+    markBodyRead(req);
+    const fields = parseBody(bodyFormat(req.headers["content-type"]), raw);
+    const segments = decodeSegments(subPath);
+    if (segments === null) throw new ApiError(ERRORS.BAD_REQUEST);
+    const next = applyWrite(endpoint.docs.latest, segments, fields, device.schema, Math.floor(this.ctx.clock() / 1000));
+    try {
+      await endpoint.docs.change(deepFreeze(next));
+    } catch (error) {
+      log.log("error", "change not made durable", { endpoint: endpoint.name, detail: (error as NodeJS.ErrnoException).code ?? String(error) });
+      throw new ApiError(ERRORS.STORAGE);
+    }
+    // A PUT on a pair, or on one key of it (keys/<n>/rd): the pair is the first two segments.
+    if (endpoint.name === APIKEYS_ENDPOINT) this.auditKeys(req, select(endpoint.docs.committed, segments.slice(0, 2))?.value, fields.values);
+    const selection = select(endpoint.docs.committed, segments);
+    this.answer(req, res, 200, okEnvelope(JSON.stringify(selection?.value ?? null)));
+  }
+
+  /** A PUT on a pair (or on one of its keys) audits each key it named. */
+  private auditKeys(req: http.IncomingMessage, written: unknown, values: ReadonlyMap<string, unknown>): void {
+    if (!isObject(written) || typeof written["name"] !== "string") return;
+    for (const side of ["rd", "wr"] as const) {
+      const key = written[side];
+      if (values.has(side) && typeof key === "string") auditKeyChange(this.ctx.log, written["name"], side, key, { client: req.socket.remoteAddress });
+    }
+  }
+
+  private fail(req: http.IncomingMessage, res: http.ServerResponse, error: unknown): void {
+    let entry: CatalogueEntry = ERRORS.INTERNAL;
+    let extra: Readonly<Record<string, string>> | undefined;
+    if (error instanceof ApiError) {
+      entry = error.entry;
+      extra = error.extraHeaders;
+    } else {
+      this.ctx.log.log("error", "internal error", { method: req.method, detail: error instanceof Error ? error.stack ?? error.message : String(error) });
+    }
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    this.answer(req, res, entry.status, ERROR_BODIES.get(entry.code) as Buffer, extra);
+  }
+
+  /** Sends an envelope, then the request line of the log (when request lines are on). */
+  private answer(req: http.IncomingMessage, res: http.ServerResponse, status: number, body: Buffer, extra?: Readonly<Record<string, string>>): void {
+    sendEnvelope(req, res, status, body, extra, this.ctx.closing());
+    const log = this.ctx.log;
+    if (log.request !== undefined) {
+      const r = req as Request;
+      log.request(req.socket.remoteAddress ?? "-", req.method ?? "-", loggedPath(req.url ?? ""), status, performance.now() - r.started, r.pair);
+    }
+  }
+}
+
+function hostLines(rawHeaders: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string;
+    if (name.length === 4 && name.toLowerCase() === "host") n++;
+  }
+  return n;
+}
+
+function decodeName(raw: string): string | undefined {
+  if (raw.indexOf("%") === -1) return raw;
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return undefined;
+  }
+}

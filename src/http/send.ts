@@ -1,0 +1,53 @@
+/** How every answer leaves: one envelope, exact Content-Length, HEAD without a body. */
+
+import * as http from "node:http";
+import { CATALOGUE, errorEnvelope } from "./errors.ts";
+
+/** The serialized error envelope of each catalogue code, made once. */
+export const ERROR_BODIES: ReadonlyMap<number, Buffer> = new Map(CATALOGUE.map((e) => [e.code, errorEnvelope(e)]));
+
+/** A request as our server builds it: when it arrived, and the name of the pair its keys matched. */
+export class Request extends http.IncomingMessage {
+  readonly started = performance.now();
+  pair = "-";
+}
+
+const bodiesRead = new WeakSet<http.IncomingMessage>();
+
+/** Records that the request's body was read whole, so its connection can be kept. */
+export function markBodyRead(req: http.IncomingMessage): void {
+  bodiesRead.add(req);
+}
+
+/**
+ * Sends one envelope: exact Content-Length, no body for HEAD, and `Connection: close` when the
+ * server is stopping or the request's body went unread (the rest of it would be parsed as a request).
+ */
+export function sendEnvelope(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  status: number,
+  body: Buffer,
+  extra: Readonly<Record<string, string>> | undefined,
+  closing: boolean,
+): void {
+  const headers: string[] = ["Content-Type", "application/json", "Content-Length", String(body.length), "Cache-Control", "no-store"];
+  if (extra !== undefined) for (const [k, v] of Object.entries(extra)) headers.push(k, v);
+  if (closing || (hasBody(req) && !bodiesRead.has(req))) headers.push("Connection", "close");
+  res.writeHead(status, headers);
+  res.end(req.method === "HEAD" ? undefined : body);
+}
+
+function hasBody(req: http.IncomingMessage): boolean {
+  const length = req.headers["content-length"];
+  return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
+}
+
+const MAX_LOGGED_PATH = 256;
+
+/** The path of a request target for the log: never the query string (it may hold anything). */
+export function loggedPath(url: string): string {
+  const query = url.indexOf("?");
+  const path = query === -1 ? url : url.slice(0, query);
+  return path.length > MAX_LOGGED_PATH ? path.slice(0, MAX_LOGGED_PATH) + "..." : path;
+}
