@@ -5,10 +5,11 @@
 
 import type * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { fingerprint, type Keyring } from "./access/keys.ts";
+import { auditKeyringChanges } from "./access/audit.ts";
 import { runCommand } from "./cli/commands/run.ts";
 import { processIo } from "./cli/commands/shared.ts";
-import { loadDevice, ReloadError, StartupError, type Device } from "./state/device.ts";
+import { ReloadError, StartupError, type Device } from "./state/device.ts";
+import { loadDevice } from "./state/load-device.ts";
 import { createLogger, type Logger } from "./common/log.ts";
 import { UsageError } from "./cli/argv.ts";
 import { helpText, parseOptions, type Options } from "./cli/options.ts";
@@ -103,7 +104,7 @@ async function reload(device: Device, server: http.Server, options: Options, log
   try {
     const changed = await device.reload();
     log.log("info", "reloaded the state folder", { changed: changed.length > 0 ? changed.join(",") : "nothing" });
-    auditKeyChanges(before, device.keyring, log);
+    auditKeyringChanges(log, before, device.keyring, { source: "reload" });
   } catch (error) {
     if (!(error instanceof ReloadError)) {
       log.log("error", "reload failed", { detail: error instanceof Error ? error.message : String(error) });
@@ -123,15 +124,6 @@ async function reload(device: Device, server: http.Server, options: Options, log
   }
 }
 
-/** Audit events for the keys a reload changed: which pair and side, and the new key's fingerprint. */
-function auditKeyChanges(before: Keyring, after: Keyring, log: Logger): void {
-  for (const [name, pair] of after) {
-    for (const side of ["rd", "wr"] as const) {
-      if (before.get(name)?.[side] === pair[side]) continue;
-      log.log("info", "key changed", { event: "key-changed", source: "reload", pair: name, side, fingerprint: fingerprint(pair[side]) });
-    }
-  }
-}
 
 async function main(argv: readonly string[]): Promise<number | undefined> {
   let options: Options;

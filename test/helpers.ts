@@ -6,7 +6,8 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Agent, request, type Dispatcher } from "undici";
-import { loadDevice, type Device, type LoadOptions } from "../src/state/device.ts";
+import { type Device } from "../src/state/device.ts";
+import { loadDevice, type LoadOptions } from "../src/state/load-device.ts";
 import { createServer, stopServer, type ServerOptions } from "../src/http/server.ts";
 import type { Server } from "node:http";
 
@@ -167,4 +168,12 @@ export function seededRandom(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/**
+ * Whether a test that needs a tool (or root) should be skipped for want of it: never under CI,
+ * where `.ci/run` installs every tool, so that a missing one fails instead of passing unseen.
+ */
+export function lacks(present: boolean): boolean {
+  return !present && process.env["CI"] !== "true";
 }

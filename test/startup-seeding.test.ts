@@ -4,7 +4,10 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { fileText, loadDevice, loadFactory, StartupError } from "../src/state/device.ts";
+import { loadFactory } from "../src/state/config-folder.ts";
+import { StartupError } from "../src/state/device.ts";
+import { loadDevice } from "../src/state/load-device.ts";
+import { fileText } from "../src/state/state-file.ts";
 import { FaultFs } from "./fault-fs.ts";
 import { cleanup, closeAgents, CONFIG_DIR, tempDir } from "./helpers.ts";
 

@@ -6,7 +6,8 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { loadDevice, StartupError } from "../src/state/device.ts";
+import { StartupError } from "../src/state/device.ts";
+import { loadDevice } from "../src/state/load-device.ts";
 import { cleanup, closeAgents, CONFIG_DIR, copyConfig, ROOT_DIR, tempDir } from "./helpers.ts";
 
 afterEach(cleanup);

@@ -1,15 +1,17 @@
 /**
  * `check`: everything a start would refuse, found without starting and without writing anything:
  * the config folder (parse, shape, schema, every endpoint has a pair), every state file (parse,
- * shape, keyring), the key file's mode, and the TLS files when they are configured.
+ * shape, keyring), the state folder's owner and modes (by the start's own rules: state-folder.ts),
+ * and the TLS files when they are configured. It lists every state file's owner and mode.
  */
 
-import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { APIKEYS_ENDPOINT, ENDPOINT_FILE, loadFactory, readStateFile, StartupError } from "../../state/device.ts";
+import { loadFactory } from "../../state/config-folder.ts";
+import { StartupError } from "../../state/device.ts";
+import { readStateFile } from "../../state/state-file.ts";
 import type { Json } from "../../state/documents.ts";
 import { stateFolderOwner } from "../../state/state-lock.ts";
-import { isTempFileName } from "../../state/store.ts";
+import { inspectStateFolder, type FolderFindings } from "../../state/state-folder.ts";
 import { readTlsFiles, TlsFileError } from "../../http/tls.ts";
 import type { CommandIo } from "./shared.ts";
 
@@ -17,6 +19,7 @@ import type { CommandIo } from "./shared.ts";
 export async function check(configDir: string, stateDir: string, tls: { cert: string; key: string } | undefined, io: CommandIo): Promise<number> {
   const problems: string[] = [];
   const notes: string[] = [];
+  const files: string[] = [];
   let loaded;
   try {
     loaded = await loadFactory(configDir);
@@ -25,15 +28,18 @@ export async function check(configDir: string, stateDir: string, tls: { cert: st
     problems.push(...error.message.split("\n"));
   }
   if (loaded !== undefined) {
-    let present: string[] | undefined;
+    let findings: FolderFindings | undefined;
     try {
-      present = await readdir(stateDir);
+      findings = await inspectStateFolder(stateDir, new Set(loaded.factory.keys()));
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === "ENOENT") notes.push(`state folder ${stateDir} does not exist yet: the first start creates it and seeds it from ${configDir}`);
+      else if (error instanceof StartupError) problems.push(error.message);
       else problems.push(`state folder ${stateDir}: cannot be read (${code})`);
     }
-    if (present !== undefined) {
+    if (findings !== undefined) {
+      // The start's own findings: what it refuses is a problem, what it repairs by itself a note.
+      problems.push(...findings.refusals);
       for (const [name, factoryDoc] of loaded.factory) {
         const path = join(stateDir, `${name}.json`);
         const file = await readStateFile(stateDir, name, factoryDoc as Json, loaded.schema);
@@ -42,15 +48,10 @@ export async function check(configDir: string, stateDir: string, tls: { cert: st
         else if (file.addedPairs) notes.push(`${path}: lacks the pairs of some endpoints; the next start adds their factory pairs`);
         if (file.status === "ok" && file.upgraded) notes.push(`${path}: holds older type revisions; the next start adds the new members with their factory values`);
       }
-      const keyFile = await stat(join(stateDir, `${APIKEYS_ENDPOINT}.json`)).catch(() => undefined);
-      if (keyFile !== undefined && (keyFile.mode & 0o077) !== 0) {
-        problems.push(`${join(stateDir, `${APIKEYS_ENDPOINT}.json`)}: readable by others (mode ${(keyFile.mode & 0o777).toString(8)}); chmod 600 it`);
-      }
-      for (const name of present) {
-        const endpoint = ENDPOINT_FILE.exec(name)?.[1];
-        if (isTempFileName(name)) notes.push(`${join(stateDir, name)}: left by an interrupted write; the next start removes it`);
-        else if (endpoint !== undefined && !loaded.factory.has(endpoint)) notes.push(`${join(stateDir, name)}: belongs to no configured endpoint; left alone`);
-      }
+      for (const file of findings.tooOpen) notes.push(`${file.path}: readable by others (mode ${(file.mode & 0o777).toString(8)}); the next start sets it to 600`);
+      for (const temp of findings.temps) notes.push(`${temp}: left by an interrupted write; the next start removes it`);
+      for (const stray of findings.strays) notes.push(`${stray}: belongs to no configured endpoint; left alone`);
+      for (const file of findings.files) files.push(`${file.path}: owner ${file.uid}, mode ${(file.mode & 0o777).toString(8)}`);
       const owner = await stateFolderOwner(stateDir);
       if (owner !== undefined) notes.push(`in use by apikeyd ${owner.role} (pid ${owner.pid})`);
     }
@@ -63,6 +64,7 @@ export async function check(configDir: string, stateDir: string, tls: { cert: st
       problems.push(error.message);
     }
   }
+  for (const file of files) io.out(`file: ${file}`);
   for (const note of notes) io.out(`note: ${note}`);
   for (const problem of problems) io.out(`problem: ${problem}`);
   if (problems.length > 0) {

@@ -4,8 +4,11 @@
  * can read apikeys.json anyway).
  */
 
-import { fingerprint, generateKey, keyringProblems } from "../../access/keys.ts";
-import { APIKEYS_ENDPOINT, fileText, loadFactory, readStateFile } from "../../state/device.ts";
+import { auditKeyChange } from "../../access/audit.ts";
+import { generateKey, keyringProblems } from "../../access/keys.ts";
+import { loadFactory } from "../../state/config-folder.ts";
+import { APIKEYS_ENDPOINT } from "../../state/device.ts";
+import { fileText, readStateFile } from "../../state/state-file.ts";
 import { cloneJson, shapeProblems, TYPE_NAME, type Json } from "../../state/documents.ts";
 import { convertText, INVALID, isObject } from "../../state/schema.ts";
 import { NODE_FS, writeFileDurably } from "../../state/store.ts";
@@ -61,7 +64,7 @@ export async function keysSet(configDir: string, stateDir: string, name: string,
     if (problems.length > 0) throw new CommandError(`the changed ${APIKEYS_ENDPOINT}.json would be invalid: ${problems.join("; ")}`);
     await writeFileDurably(NODE_FS, stateDir, `${APIKEYS_ENDPOINT}.json`, fileText(doc));
     for (const [side, key] of changes) {
-      io.log.log("info", "key changed", { event: "key-changed", source: "keys-set", pair: name, side, fingerprint: fingerprint(key) });
+      auditKeyChange(io.log, name, side, key, { source: "keys-set" });
       if (key === "") io.err(`warning: ${name} ${side} is empty: anyone may ${side === "rd" ? "read" : "write"} (see "Security")`);
     }
     io.out(`${name}: ${changes.map(([side]) => side).join(" and ")} changed in ${stateDir}/${APIKEYS_ENDPOINT}.json`);

@@ -5,7 +5,9 @@
  * longer configured are left alone.
  */
 
-import { APIKEYS_ENDPOINT, fileText, loadFactory } from "../../state/device.ts";
+import { loadFactory } from "../../state/config-folder.ts";
+import { APIKEYS_ENDPOINT } from "../../state/device.ts";
+import { fileText } from "../../state/state-file.ts";
 import { NODE_FS, writeFileDurably } from "../../state/store.ts";
 import { CommandError, orRefuse, takeStateFolder, type CommandIo } from "./shared.ts";
 
