@@ -123,7 +123,7 @@ describe("every other member is read-only (6)", () => {
       }
     };
     for (const e of endpoints) await visit(JSON.parse(before.get(e) as string).data, `/api/v1/${e}`);
-    // The SPEC's list: names of key pairs, process pins, input values, type tags.
+    // docs/api.md §4's read-only list: names of key pairs, process pins, input values, type tags.
     expect(refused).toEqual(
       expect.arrayContaining([
         "/api/v1/apikeys/keys/0/name",

@@ -1,4 +1,7 @@
-/** The README tells the truth: its error table is the catalogue, its curl walkthrough answers as shown, its options are the real ones. */
+/**
+ * The README tells the truth: its error table is the catalogue, its curl walkthrough answers as shown,
+ * its options are the real ones. (docs/ is checked by docs.test.ts.)
+ */
 
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -46,16 +49,6 @@ describe("README", () => {
     const configuration = section("Configuration");
     const inReadme = new Set([...configuration.matchAll(/^\| `(--[a-z-]+)/gm)].map((m) => m[1]));
     expect([...inReadme].sort()).toEqual([...inHelp].sort());
-  });
-
-  it("lists the field-service commands exactly as --help writes them (keys as --rd=KEY: a key may begin with '-')", () => {
-    const help = helpText();
-    const block = help.slice(help.indexOf("\nCommands"), help.indexOf("\n\n", help.indexOf("\nCommands")));
-    const inHelp = block.split("\n").slice(2).map((line) => line.trim().split(/ {2,}/)[0]);
-    const table = /\| command \| what it does \|\n[\s\S]*?\n\n/.exec(section("Field service"))?.[0] ?? "";
-    const inReadme = [...table.matchAll(/^\| `([^`]+)` \|/gm)].map((m) => m[1]);
-    expect(inHelp).toContain("keys set <pair> [--rd=KEY] [--wr=KEY]");
-    expect(inReadme).toEqual(inHelp);
   });
 
   it("answers the curl walkthrough exactly as shown", async () => {

@@ -1,4 +1,4 @@
-/** The lock that keeps two runs of the tool apart. (Durable file writes are src/store.ts's writeFileDurably.) */
+/** The lock that keeps two runs of the tool apart. (Durable file writes are src/state/store.ts's writeFileDurably.) */
 
 import * as fsp from "node:fs/promises";
 

@@ -1,4 +1,4 @@
-/** Key pairs as the provisioning tool sees them (fresh keys and fingerprints are src/auth.ts's, the key rule src/schema.ts's). */
+/** Key pairs as the provisioning tool sees them (fresh keys and fingerprints are src/access/keys.ts's, the key rule src/state/schema.ts's). */
 
 import { isValidKey } from "../state/schema.ts";
 

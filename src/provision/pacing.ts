@@ -13,7 +13,7 @@ export interface DeviceThrottle {
   readonly windowMs: number;
 }
 
-/** The SPEC's defaults: 10 wrong keys within 60 s block an address. */
+/** The devices' default throttle (docs/api.md §5): 10 wrong keys within 60 s block an address. */
 export const DEFAULT_DEVICE_THROTTLE: DeviceThrottle = Object.freeze({ maxFailures: 10, windowMs: 60_000 });
 
 // Refusals are stamped when their answer arrives (after the device counted them) and the budget is
