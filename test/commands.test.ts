@@ -269,7 +269,7 @@ describe("check", () => {
       `note: ${stateDir}/apikeys.json: readable by others (mode 644); the next start sets it to 600`,
       `problem: ${stateDir}/apikeys.json: /keys/2/wr: not a valid key`,
       `problem: ${stateDir}/apikeys.json: /keys/2/wr: a key is 0 to 128 printable ASCII characters without spaces`,
-      `problem: ${stateDir}/process.json: not valid JSON (a damaged state file; see "Recovery" in the README)`,
+      `problem: ${stateDir}/process.json: not valid JSON (a damaged state file; see "Recovery" in docs/operations.md)`,
       `problem: ${stateDir}/properties.json: /: the last two members must be "Json+typeName" then "Json+typeRevision"`,
       "4 problems found",
       "",

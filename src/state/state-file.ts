@@ -42,7 +42,7 @@ export async function readStateFile(stateDir: string, name: string, factoryDoc: 
   try {
     doc = JSON.parse(text) as Json;
   } catch {
-    return { status: "invalid", problems: [`${path}: not valid JSON (a damaged state file; see "Recovery" in the README)`] };
+    return { status: "invalid", problems: [`${path}: not valid JSON (a damaged state file; see "Recovery" in docs/operations.md)`] };
   }
   const root = rootProblem(doc, factoryDoc);
   if (root !== undefined) return { status: "invalid", problems: [`${path}: ${root}`] };
