@@ -6,13 +6,15 @@
 
 import * as http from "node:http";
 import type { Socket } from "node:net";
+import type { Logger } from "../common/log.ts";
 import { ERRORS, type CatalogueEntry } from "./errors.ts";
 import { ERROR_BODIES } from "./send.ts";
 
-/** What the defences need of the pipeline: a way to hand it a request, and to answer one with an error. */
+/** What the defences need of the pipeline: a way to hand it a request, to answer one with an error, and the log. */
 export interface PipelineHooks {
   readonly dispatch: (req: http.IncomingMessage, res: http.ServerResponse) => void;
   readonly answerError: (req: http.IncomingMessage, res: http.ServerResponse, error: CatalogueEntry) => void;
+  readonly log: Logger;
 }
 
 /** Limits the defences enforce. */
@@ -26,7 +28,7 @@ export interface ConnectionLimits {
 export function defendConnections(server: http.Server, limits: ConnectionLimits, hooks: PipelineHooks): void {
   capConnections(server, limits.maxConnections);
   cutStalledReaders(server, limits.requestTimeoutMs);
-  routeSpecialRequests(server, hooks);
+  routeSpecialRequests(server, hooks, limits.requestTimeoutMs);
   answerParserErrors(server, hooks);
 }
 
@@ -89,19 +91,42 @@ function cutStalledReaders(server: http.Server, ms: number): void {
  * Requests node would answer itself, in plain text, go through the pipeline instead. Node would send
  * "100 Continue" before any check; the pipeline sends it once the keys passed, so a client with a
  * wrong key does not upload its body for nothing. An Expect other than 100-continue may be ignored
- * (RFC 9110 §10.1.1). CONNECT gets the 404 or 405 any method would.
+ * (RFC 9110 §10.1.1). CONNECT gets the 404 or 405 any method would, and a request asking for an
+ * Upgrade is served as if it had not asked (RFC 9110 §7.8): both on a socket node has let go of.
  */
-function routeSpecialRequests(server: http.Server, hooks: PipelineHooks): void {
+function routeSpecialRequests(server: http.Server, hooks: PipelineHooks, timeoutMs: number): void {
   server.on("checkContinue", hooks.dispatch);
   server.on("checkExpectation", hooks.dispatch);
-  server.on("connect", (req: http.IncomingMessage, socket: Socket) => {
-    socket.on("error", () => socket.destroy()); // node has removed its own listeners from this socket
-    const res = new http.ServerResponse(req);
-    res.shouldKeepAlive = false;
-    res.assignSocket(socket);
-    res.on("finish", () => socket.end());
-    hooks.dispatch(req, res);
+  const serve = (req: http.IncomingMessage, socket: Socket): void => serveThenClose(server, hooks, req, socket, timeoutMs);
+  server.on("connect", serve);
+  server.on("upgrade", serve);
+}
+
+/** Sockets node handed over (CONNECT, Upgrade) that are not closed yet, per server: a stop closes them. */
+const handedOver = new WeakMap<http.Server, Set<Socket>>();
+
+/**
+ * Answers the one request of a socket node no longer tracks, then closes it whole. Node's own
+ * timeouts and the connection cap no longer see such a socket, and a half-close would leave it open
+ * for as long as the client likes: so the answer is followed by a full close, a client that does
+ * not take the answer is cut after `timeoutMs`, and a stop closes what is left. Whatever the client
+ * sent after the request (a pipelined request) is not served: the closed connection tells it so.
+ */
+function serveThenClose(server: http.Server, hooks: PipelineHooks, req: http.IncomingMessage, socket: Socket, timeoutMs: number): void {
+  let open = handedOver.get(server);
+  if (open === undefined) handedOver.set(server, (open = new Set()));
+  open.add(socket);
+  socket.once("close", () => open.delete(socket));
+  socket.on("error", () => socket.destroy()); // node has removed its own listeners from this socket
+  socket.setTimeout(timeoutMs, () => socket.destroy());
+  const res = new http.ServerResponse(req);
+  res.shouldKeepAlive = false;
+  res.assignSocket(socket);
+  res.once("finish", () => {
+    res.detachSocket(socket);
+    socket.destroySoon(); // written out, then closed both ways
   });
+  hooks.dispatch(req, res);
 }
 
 const answeredSockets = new WeakSet<Socket>();
@@ -120,11 +145,11 @@ function answerParserErrors(server: http.Server, hooks: PipelineHooks): void {
       hooks.answerError(inFlight.req, inFlight, ERRORS.BAD_REQUEST);
       return;
     }
-    answerClientError(error, socket);
+    answerClientError(error, socket, hooks.log);
   });
 }
 
-function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+function answerClientError(error: NodeJS.ErrnoException, socket: Socket, log: Logger): void {
   const code = error.code ?? "";
   if (!socket.writable || code === "ECONNRESET" || code === "ERR_HTTP_REQUEST_TIMEOUT") {
     socket.destroy();
@@ -133,6 +158,8 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
   if (answeredSockets.has(socket)) return; // the parser repeats its error for every later chunk
   answeredSockets.add(socket);
   const entry = code === "HPE_HEADER_OVERFLOW" ? ERRORS.HEADERS_TOO_LARGE : ERRORS.BAD_REQUEST;
+  // The parser's code names what was wrong (HPE_INVALID_METHOD ...); the bytes are never logged.
+  log.log("warn", "request refused by the HTTP parser", { event: "parser-refused", client: socket.remoteAddress, reason: code || "unknown", status: entry.status });
   const body = ERROR_BODIES.get(entry.code) as Buffer;
   const answer =
     `HTTP/1.1 ${entry.status} ${http.STATUS_CODES[entry.status]}\r\nContent-Type: application/json\r\n` +
@@ -162,7 +189,10 @@ export function isClosing(server: http.Server): boolean {
 export function stopServer(server: http.Server, graceMs = 5_000): Promise<void> {
   closingServers.add(server);
   return new Promise<void>((resolve) => {
-    const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+    const timer = setTimeout(() => {
+      server.closeAllConnections();
+      for (const socket of handedOver.get(server) ?? []) socket.destroy();
+    }, graceMs);
     timer.unref();
     server.close(() => {
       clearTimeout(timer);

@@ -51,9 +51,10 @@ export const DEFAULT_LIMITS = Object.freeze({
 export function createServer(device: Device, options: ServerOptions = {}): http.Server {
   const limits = { ...DEFAULT_LIMITS, ...definedOnly(options) };
   const server = nodeServer(limits, options.tls);
+  const log = options.log ?? SILENT;
   const pipeline = new Pipeline({
     device,
-    log: options.log ?? SILENT,
+    log,
     throttle: new Throttle(options.throttle ?? DEFAULT_THROTTLE),
     clock: options.clock ?? SYSTEM_CLOCK,
     maxBodyBytes: limits.maxBodyBytes,
@@ -69,7 +70,7 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
     else pipeline.dispatch(req, res);
   };
   server.on("request", dispatch);
-  defendConnections(server, limits, { dispatch, answerError: pipeline.answerError });
+  defendConnections(server, limits, { dispatch, answerError: pipeline.answerError, log });
   return server;
 }
 
