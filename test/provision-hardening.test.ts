@@ -6,10 +6,12 @@
  */
 
 import { existsSync } from "node:fs";
-import { chmod, chown, link, mkdir, readFile, stat, symlink, writeFile } from "node:fs/promises";
+import { chmod, chown, link, mkdir, readFile, rename, stat, symlink, writeFile } from "node:fs/promises";
 import { createServer as createNetServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { UnsafeFileError } from "../src/provision/files.ts";
+import { Journal, readJournal, type Intent } from "../src/provision/journal.ts";
 import { NODE_FS, writeFileDurably } from "../src/state/store.ts";
 import { call, cleanup, closeAgents, CONFIG_DIR, ensureBuilt, startServer, tempDir } from "./helpers.ts";
 import { expectDeviceHolds, FACTORY, hostOf, readSecrets, ROOMY_FLAG, ROOMY_THROTTLE, runTool, spawnTool, startFleet, writeInventory } from "./provision-harness.ts";
@@ -178,6 +180,32 @@ describe.skipIf(!IS_ROOT)("files planted in the output folder (run as root)", ()
     expect(run.code).toBe(0);
     await expectDeviceHolds(ts!, (await readSecrets(out))[hostOf(ts!)]);
     expect((await stat(out)).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe("the journal during a run", () => {
+  const intent: Intent = { host: "10.0.0.1", endpoint: "data", oldRd: "a", oldWr: "b", newRd: "c", newWr: "d" };
+
+  it("is created exclusively: a file planted at its name after it was found missing gets no key", async () => {
+    const dir = await tempDir();
+    const path = join(dir, "secrets.json.journal");
+    const journal = new Journal(path, await readJournal(path));
+    await writeFile(path, "");
+    await expect(journal.append(intent)).rejects.toThrow(UnsafeFileError);
+    await journal.close();
+    expect(await readFile(path, "utf8")).toBe("");
+  });
+
+  it("is appended to only while it is the file that was read: one swapped in gets no key", async () => {
+    const dir = await tempDir();
+    const path = join(dir, "secrets.json.journal");
+    await writeFile(path, JSON.stringify(intent) + "\n", { mode: 0o600 });
+    const journal = new Journal(path, await readJournal(path));
+    await writeFile(join(dir, "swapped"), "", { mode: 0o600 });
+    await rename(join(dir, "swapped"), path);
+    await expect(journal.append(intent)).rejects.toThrow("was replaced by another file during the run");
+    await journal.close();
+    expect(await readFile(path, "utf8")).toBe("");
   });
 });
 

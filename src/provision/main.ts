@@ -31,7 +31,9 @@ instant: run it again with the same arguments to finish.
                          https://H[:PORT] (port 443 unless given) is reached over HTTPS, any other
                          over plain HTTP (port 80 unless given)
   --out FILE             the output file, keyed by each host as written in the inventory;
-                         its journal is FILE.journal, its lock FILE.lock
+                         its journal is FILE.journal, its lock FILE.lock. Its folder must not be
+                         writable by others (unless sticky, like /tmp), and the files in it must
+                         be yours alone: no symlinks, no other hard links, not writable by others
   --ca FILE              PEM certificates that HTTPS devices' certificates must chain to (a CA,
                          or the devices' own self-signed certificates), instead of Node's built-in
                          list of public CAs. Certificates are always checked, their name or IP too
