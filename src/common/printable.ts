@@ -11,11 +11,3 @@ const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u
 export function printable(text: string): string {
   return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
-
-/** Whether `text` prints as itself (printable() would leave it unchanged). */
-export function isPrintable(text: string): boolean {
-  UNPRINTABLE.lastIndex = 0;
-  const found = UNPRINTABLE.test(text);
-  UNPRINTABLE.lastIndex = 0;
-  return !found;
-}
