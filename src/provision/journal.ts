@@ -3,10 +3,12 @@
  * a crash at any instant the next run knows both keys a pair may have: the old one and the new one.
  */
 
+import { constants } from "node:fs";
 import * as fsp from "node:fs/promises";
 import { basename, dirname } from "node:path";
 import { isValidKey } from "../state/schema.ts";
 import { NODE_FS, syncFolder, writeFileDurably } from "../state/store.ts";
+import { checkOwnFile, openOwnFile, UnsafeFileError } from "./files.ts";
 import type { Pair } from "./keys.ts";
 
 /** A key change about to be sent: pair `endpoint` of `host` goes from old to new. */
@@ -51,7 +53,15 @@ export interface JournalContents {
   readonly intents: Intent[];
   /** Bytes up to the last complete line; anything after is a line torn by a crash. */
   readonly validBytes: number;
+  /** The file that was read (device and inode), or undefined when there was none. */
+  readonly file?: { readonly dev: number; readonly ino: number } | undefined;
 }
+
+/**
+ * Which file appends go to: the one that was read ({dev, ino}), a new one created exclusively
+ * ("absent"), or whatever file of ours is at the name after a rewrite ("own").
+ */
+type JournalFile = { readonly dev: number; readonly ino: number } | "absent" | "own";
 
 /**
  * Reads a journal. A last line without its newline was being written when the run died: its change
@@ -59,13 +69,17 @@ export interface JournalContents {
  * an error.
  */
 export async function readJournal(path: string): Promise<JournalContents> {
+  // A journal that is a symlink, has other names, or belongs to or is writable by someone else is
+  // refused (files.ts checkOwnFile): the run would append every old and new key to it.
+  const opened = await openOwnFile(path, "journal");
+  if (opened === undefined) return { intents: [], validBytes: 0 };
   let text: string;
   try {
-    text = await fsp.readFile(path, "utf8");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { intents: [], validBytes: 0 };
-    throw error;
+    text = await opened.handle.readFile("utf8");
+  } finally {
+    await opened.handle.close();
   }
+  const file = { dev: opened.stat.dev, ino: opened.stat.ino };
   const end = text.lastIndexOf("\n") + 1;
   const intents: Intent[] = [];
   text
@@ -82,7 +96,7 @@ export async function readJournal(path: string): Promise<JournalContents> {
       if (!isIntent(value)) throw new JournalError(`${path}: line ${i + 1} is not a journal entry; refusing to guess which keys the devices have`);
       intents.push(value);
     });
-  return { intents, validBytes: Buffer.byteLength(text.slice(0, end)) };
+  return { intents, validBytes: Buffer.byteLength(text.slice(0, end)), file };
 }
 
 /** The journal open for appending. Appends are serialized; each is on disk when it resolves. */
@@ -91,6 +105,7 @@ export class Journal {
   private queue: Promise<unknown> = Promise.resolve();
   private validBytes: number;
   private readonly lines: Intent[];
+  private file: JournalFile;
 
   constructor(
     readonly path: string,
@@ -98,6 +113,7 @@ export class Journal {
   ) {
     this.validBytes = contents.validBytes;
     this.lines = [...contents.intents];
+    this.file = contents.file ?? "absent";
   }
 
   /** Every line: those read at the start and those appended since. */
@@ -137,10 +153,12 @@ export class Journal {
         await syncFolder(NODE_FS, dirname(this.path));
         this.validBytes = 0;
         this.lines.length = 0;
+        this.file = "absent";
         return;
       }
       const text = intents.map(journalLine).join("");
       await writeFileDurably(NODE_FS, dirname(this.path), basename(this.path), text);
+      this.file = "own";
       this.validBytes = Buffer.byteLength(text);
       this.lines.splice(0, this.lines.length, ...intents);
     });
@@ -154,9 +172,30 @@ export class Journal {
     });
   }
 
+  /**
+   * Opens the journal for appending: a new one is created exclusively (it must not exist: a file
+   * that appeared since it was read is someone else's), an existing one only if it is still the
+   * file that was read, never through a symlink, and still ours alone.
+   */
   private async openForAppend(): Promise<fsp.FileHandle> {
-    const handle = await fsp.open(this.path, "a", 0o600);
+    const flags = constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW;
+    let handle: fsp.FileHandle;
     try {
+      handle = await fsp.open(this.path, this.file === "absent" ? flags | constants.O_CREAT | constants.O_EXCL : flags, 0o600);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "EEXIST" || code === "ELOOP" || code === "ENOENT") {
+        throw new UnsafeFileError(`the journal ${this.path} was created, replaced or removed by someone else during the run; stopping before any key goes into it (check the folder, then run again)`);
+      }
+      throw error;
+    }
+    try {
+      const st = await handle.stat();
+      checkOwnFile(this.path, st, "journal");
+      if (typeof this.file === "object" && (st.dev !== this.file.dev || st.ino !== this.file.ino)) {
+        throw new UnsafeFileError(`the journal ${this.path} was replaced by another file during the run; stopping before any key goes into it (check the folder, then run again)`);
+      }
+      this.file = { dev: st.dev, ino: st.ino };
       await handle.chmod(0o600);
       // Cut a line torn by a crash, so that the next line does not run into it.
       if ((await handle.stat()).size > this.validBytes) await handle.truncate(this.validBytes);

@@ -4,13 +4,14 @@
  * Exit codes: 0 every device done, 1 some device failed, 2 nothing attempted (bad usage or files).
  */
 
-import { unlinkSync } from "node:fs";
-import { chmod, readdir, readFile, unlink } from "node:fs/promises";
+import { lstat, readdir, readFile, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { parseArgv, UsageError, wholeNumber } from "../cli/argv.ts";
+import type { PidLock } from "../common/pid-lock.ts";
+import { printable } from "../common/printable.ts";
 import { isTempFileName } from "../state/store.ts";
 import { CaFileError, readCaFile } from "./ca-file.ts";
-import { acquireLock, LockError } from "./files.ts";
+import { acquireLock, checkOutputFolder, LockError, UnsafeFileError } from "./files.ts";
 import { InventoryError, parseInventory, type InventoryDevice } from "./inventory.ts";
 import { Journal, JournalError, readJournal, type Intent } from "./journal.ts";
 import { DEFAULT_DEVICE_THROTTLE, type DeviceThrottle } from "./pacing.ts";
@@ -30,7 +31,9 @@ instant: run it again with the same arguments to finish.
                          https://H[:PORT] (port 443 unless given) is reached over HTTPS, any other
                          over plain HTTP (port 80 unless given)
   --out FILE             the output file, keyed by each host as written in the inventory;
-                         its journal is FILE.journal, its lock FILE.lock
+                         its journal is FILE.journal, its lock FILE.lock. Its folder must not be
+                         writable by others (unless sticky, like /tmp), and the files in it must
+                         be yours alone: no symlinks, no other hard links, not writable by others
   --ca FILE              PEM certificates that HTTPS devices' certificates must chain to (a CA,
                          or the devices' own self-signed certificates), instead of Node's built-in
                          list of public CAs. Certificates are always checked, their name or IP too
@@ -138,19 +141,17 @@ async function run(settings: Settings): Promise<number> {
     process.stderr.write("warning: --ca is given, but no device in the inventory is written https://...; all are reached over plain HTTP\n");
   }
   const outPath = resolve(settings.out);
-  const lockPath = `${outPath}.lock`;
-  let release: (() => Promise<void>) | undefined;
+  // Keys go only into a folder where nobody else can swap the files (files.ts explains).
+  await checkOutputFolder(dirname(outPath));
+  let lock: PidLock | undefined;
   if (!settings.dryRun) {
-    release = await acquireLock(lockPath);
+    lock = acquireLock(`${outPath}.lock`);
     // A kill needs no cleanup (that is the point of the journal), but a Ctrl-C should not leave
     // the lock behind for the next run to puzzle over.
+    const held = lock;
     for (const signal of ["SIGINT", "SIGTERM"] as const) {
       process.once(signal, () => {
-        try {
-          unlinkSync(lockPath);
-        } catch {
-          // already gone
-        }
+        held.release();
         process.exit(signal === "SIGINT" ? 130 : 143);
       });
     }
@@ -158,14 +159,13 @@ async function run(settings: Settings): Promise<number> {
   let journal: Journal | undefined;
   try {
     if (!settings.dryRun) await removeStaleTempFiles(outPath);
-    const { hosts, mode } = await readSecrets(outPath);
+    const { hosts, mode } = await readSecrets(outPath, !settings.dryRun);
     const secrets = new SecretsFile(outPath, hosts);
     if (mode !== undefined && (mode & 0o077) !== 0) {
       if (settings.dryRun) {
-        process.stderr.write(`warning: ${outPath} is readable by others (mode ${mode.toString(8)}); it holds keys and should be 0600\n`);
+        process.stderr.write(`warning: ${printable(outPath)} is readable by others (mode ${mode.toString(8)}); it holds keys and should be 0600\n`);
       } else {
-        await chmod(outPath, 0o600);
-        process.stderr.write(`warning: ${outPath} was readable by others (mode ${mode.toString(8)}); now 0600\n`);
+        process.stderr.write(`warning: ${printable(outPath)} was readable by others (mode ${mode.toString(8)}); now 0600\n`);
       }
     }
     const contents = await readJournal(`${outPath}.journal`);
@@ -175,7 +175,7 @@ async function run(settings: Settings): Promise<number> {
     const listed = new Set(devices.map((d) => d.host));
     const orphans = [...byHost.keys()].filter((h) => !listed.has(h));
     if (orphans.length > 0) {
-      process.stderr.write(`warning: the journal holds unfinished changes for hosts not in this inventory (${orphans.join(", ")}); they stay in it until a run that lists them finishes\n`);
+      process.stderr.write(`warning: the journal holds unfinished changes for hosts not in this inventory (${printable(orphans.join(", "))}); they stay in it until a run that lists them finishes\n`);
     }
 
     const progress = new Progress(process.stderr, devices.length);
@@ -210,7 +210,7 @@ async function run(settings: Settings): Promise<number> {
     return summarize(settings, outPath, outcomes);
   } finally {
     await journal?.close();
-    await release?.();
+    lock?.release();
   }
 }
 
@@ -218,11 +218,17 @@ async function run(settings: Settings): Promise<number> {
  * Removes temporary copies of the output file and the journal left by a killed run: the rename
  * never happened, so the files they were meant to replace still hold everything, and they hold keys.
  * Their names are writeFileDurably's (`.<name>.<pid>-<n>.tmp`), <name> being the output file's or the journal's.
+ * Only our own files go: in a shared (sticky) folder, other users' files are theirs. The lock's
+ * temporary files (`.<name>.lock.*`) are left to the run that is taking the lock.
  */
 async function removeStaleTempFiles(outPath: string): Promise<void> {
   const prefix = `.${basename(outPath)}.`;
+  const uid = process.geteuid?.();
   for (const name of await readdir(dirname(outPath))) {
-    if (name.startsWith(prefix) && isTempFileName(name)) await unlink(join(dirname(outPath), name)).catch(() => undefined);
+    if (!name.startsWith(prefix) || name.startsWith(`${prefix}lock.`) || !isTempFileName(name)) continue;
+    const path = join(dirname(outPath), name);
+    const st = await lstat(path).catch(() => undefined);
+    if (st !== undefined && (uid === undefined || st.uid === uid)) await unlink(path).catch(() => undefined);
   }
 }
 
@@ -251,7 +257,8 @@ function summarize(settings: Settings, outPath: string, outcomes: ReadonlyArray<
     for (const { device, outcome } of failed) lines.push(`  ${device.host}: ${outcome.status === "failed" ? outcome.reason : ""}`);
   }
   if (!settings.dryRun) lines.push(`Keys: ${outPath} (mode 0600). It is the only copy of them: keep it safe, keep a backup.`);
-  process.stdout.write(lines.join("\n") + "\n");
+  // Pair names and reasons may hold what a device sent: no control character reaches the terminal.
+  process.stdout.write(lines.map(printable).join("\n") + "\n");
   return failed.length > 0 ? 1 : 0;
 }
 
@@ -270,9 +277,10 @@ async function main(): Promise<number> {
   try {
     return await run(settings);
   } catch (error) {
-    if (error instanceof InventoryError) process.stderr.write(`provision: inventory ${settings.inventory}: ${error.message}\n`);
-    else if (error instanceof LockError || error instanceof SecretsFileError || error instanceof JournalError || error instanceof CaFileError) process.stderr.write(`provision: ${error.message}\n`);
-    else process.stderr.write(`provision: ${(error as Error).message}\n`);
+    if (error instanceof InventoryError) process.stderr.write(`provision: inventory ${printable(settings.inventory)}: ${printable(error.message)}\n`);
+    else if (error instanceof LockError || error instanceof UnsafeFileError || error instanceof SecretsFileError || error instanceof JournalError || error instanceof CaFileError) {
+      process.stderr.write(`provision: ${printable(error.message)}\n`);
+    } else process.stderr.write(`provision: ${printable((error as Error).message)}\n`);
     return 2;
   }
 }

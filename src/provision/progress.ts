@@ -1,4 +1,10 @@
-/** What the tool shows while it works: one live status line on a terminal, plain lines otherwise. */
+/**
+ * What the tool shows while it works: one live status line on a terminal, plain lines otherwise.
+ * Hosts and messages may hold what a device sent (pair names, certificate names): they are made
+ * printable here, the one way progress reaches the terminal.
+ */
+
+import { printable } from "../common/printable.ts";
 
 /** Where progress goes (stderr). */
 export interface ProgressStream {
@@ -22,7 +28,9 @@ export class Progress {
   }
 
   /** A step on a device. */
-  event(host: string, message: string): void {
+  event(rawHost: string, rawMessage: string): void {
+    const host = printable(rawHost);
+    const message = printable(rawMessage);
     if (this.tty) {
       this.running.set(host, message);
       this.redraw();
@@ -32,7 +40,9 @@ export class Progress {
   }
 
   /** A device is done with; `line` says how it ended, and stays on screen. */
-  finish(host: string, line: string, failed: boolean): void {
+  finish(rawHost: string, rawLine: string, failed: boolean): void {
+    const host = printable(rawHost);
+    const line = printable(rawLine);
     this.running.delete(host);
     this.finished += 1;
     if (failed) this.failed += 1;

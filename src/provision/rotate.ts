@@ -70,16 +70,15 @@ export async function provisionDevice(job: DeviceJob, ctx: RotateContext): Promi
     return await run.provision();
   } catch (error) {
     const reason = error instanceof DeviceFailure || error instanceof DeviceError ? error.message : `unexpected error: ${String(error)}`;
-    let changed = run.changedKeys();
-    if (Object.keys(changed).length > 0) {
+    const changed = run.changedKeys();
+    if (changed.size > 0) {
       try {
         await ctx.record(job.device.host, changed, false);
       } catch (recordError) {
-        changed = {};
         return { status: "failed", reason: `${reason}; and the output could not be written (${(recordError as Error).message}), the journal keeps the keys`, changed: [] };
       }
     }
-    return { status: "failed", reason, changed: Object.keys(changed) };
+    return { status: "failed", reason, changed: [...changed.keys()] };
   }
 }
 
@@ -102,9 +101,10 @@ class DeviceRun {
   }
 
   /** The keys this run set or confirmed, by pair. */
-  changedKeys(): Record<string, Pair> {
-    const keys: Record<string, Pair> = {};
-    for (const name of this.changed) keys[name] = this.confirmed.get(name) as Pair;
+  changedKeys(): Map<string, Pair> {
+    // A Map, not an object: pair names come from the device, and "__proto__" is one like any other.
+    const keys = new Map<string, Pair>();
+    for (const name of this.changed) keys.set(name, this.confirmed.get(name) as Pair);
     return keys;
   }
 
@@ -119,10 +119,9 @@ class DeviceRun {
       const final = await this.readPairs(this.confirmed.get(APIKEYS) as Pair);
       if (final === undefined) continue;
       if (!final.every((p) => samePair(p, this.confirmed.get(p.name)))) continue;
-      const keys: Record<string, Pair> = {};
-      for (const p of final) keys[p.name] = { rd: p.rd, wr: p.wr };
+      const keys = new Map<string, Pair>(final.map((p) => [p.name, { rd: p.rd, wr: p.wr }]));
       const recorded = this.job.recorded;
-      const unchanged = recorded !== undefined && Object.keys(recorded).length === final.length && final.every((p) => samePair(p, recorded[p.name]));
+      const unchanged = recorded !== undefined && recorded.size === final.length && final.every((p) => samePair(p, recorded.get(p.name)));
       if (!unchanged) await this.ctx.record(this.host, keys, true);
       return { status: "done", changed: [...this.changed] };
     }
@@ -138,7 +137,7 @@ class DeviceRun {
     const candidates: Array<{ pair: Pair | undefined; source: string }> = [
       ...journaled.map((i) => ({ pair: newPair(i), source: "journal (new)" })),
       { pair: this.confirmed.get(APIKEYS), source: "this run" },
-      { pair: this.job.recorded?.[APIKEYS], source: "output file" },
+      { pair: this.job.recorded?.get(APIKEYS), source: "output file" },
       ...journaled.map((i) => ({ pair: oldPair(i), source: "journal (old)" })),
       { pair: this.job.device.apikeys, source: "inventory" },
     ];
@@ -188,7 +187,7 @@ class DeviceRun {
     const rotate: string[] = [];
     const confirm: string[] = [];
     for (const p of this.ordered(pairs)) {
-      if (samePair(p, this.job.recorded?.[p.name])) continue;
+      if (samePair(p, this.job.recorded?.get(p.name))) continue;
       if (this.landedIntent(p) !== undefined) confirm.push(p.name);
       else rotate.push(p.name);
     }
@@ -205,7 +204,7 @@ class DeviceRun {
     let auth = start;
     for (const p of this.ordered(pairs)) {
       if (samePair(p, this.confirmed.get(p.name))) continue;
-      if (samePair(p, this.job.recorded?.[p.name])) {
+      if (samePair(p, this.job.recorded?.get(p.name))) {
         this.confirmed.set(p.name, { rd: p.rd, wr: p.wr });
         continue;
       }
