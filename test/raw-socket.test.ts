@@ -216,9 +216,16 @@ describe("methods and headers node would answer in plain text go through the pip
     }
   });
 
-  it("an Upgrade request is served as a plain request", async () => {
-    const answer = await answeredKeepingAlive(`GET /api/v1/device/0/address HTTP/1.1\r\n${H}Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n`);
-    expect(answer.text).toBe(ADDRESS);
+  it("an Upgrade request is served as a plain request, then the connection is closed (node parses nothing after it)", async () => {
+    const client = new RawClient(ts.port).send(`GET /api/v1/device/0/address HTTP/1.1\r\n${H}Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n`);
+    try {
+      const answer = await client.next();
+      expect(answer.text).toBe(ADDRESS);
+      expect(answer.headers["connection"]).toBe("close");
+      expect(await client.closed()).toBe("");
+    } finally {
+      client.destroy();
+    }
   });
 
   it("a malformed request after a good one on the same connection: both answered in order, then closed", async () => {
