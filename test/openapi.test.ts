@@ -230,6 +230,14 @@ describe("the file", () => {
     for (const name of Object.keys(obj(at("#/components/schemas"), "schemas"))) schemaAt(`#/components/schemas/${name}`);
   });
 
+  it("names each operation once (client generators make method names of them)", () => {
+    const ids = [...Object.values(PATHS)].flatMap((item) =>
+      ["get", "head", "put"].flatMap((method) => ((item[method] as Obj | undefined)?.["operationId"] as string | undefined) ?? []),
+    );
+    expect(ids.length).toBe(Object.values(PATHS).reduce((n, item) => n + ["get", "head", "put"].filter((m) => m in item).length, 0));
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
   it("says nothing outside the repository: it links to api.md only", () => {
     expect(SPEC_TEXT).not.toMatch(/SPEC|\.\.\/shared|§/);
   });
