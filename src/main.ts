@@ -6,6 +6,7 @@
 import type * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { fingerprint, type Keyring } from "./access/keys.ts";
+import { FingerprintSecretError, loadFingerprintSecret } from "./access/fingerprint-secret.ts";
 import { runCommand } from "./cli/commands/run.ts";
 import { processIo } from "./cli/commands/shared.ts";
 import { loadDevice, ReloadError, StartupError, type Device } from "./state/device.ts";
@@ -44,6 +45,7 @@ async function serve(options: Options, log: Logger): Promise<void> {
   const lock = await lockForServer(options.stateDir);
   let device: Device;
   let tlsFiles: TlsFiles | undefined;
+  let fingerprintSecret: Buffer;
   try {
     tlsFiles = await readTls(options);
     device = await loadDevice({
@@ -51,8 +53,10 @@ async function serve(options: Options, log: Logger): Promise<void> {
       stateDir: options.stateDir,
       warn: (message) => log.log("warn", message),
     });
+    fingerprintSecret = await loadFingerprintSecret(options.stateDir, { create: true, warn: (message) => log.log("warn", message) });
   } catch (error) {
     lock.release();
+    if (error instanceof FingerprintSecretError) throw new StartupError(error.message);
     throw error;
   }
   const report = device.provisioningReport();
@@ -63,7 +67,7 @@ async function serve(options: Options, log: Logger): Promise<void> {
     log.log("warn", "endpoints still use factory keys; provision the device before it goes into the field", { endpoints: report.factoryKeys.join(",") });
   }
 
-  const server = createServer(device, { log, throttle: options.throttle, allowedHosts: options.allowedHosts, tls: tlsFiles });
+  const server = createServer(device, { log, throttle: options.throttle, allowedHosts: options.allowedHosts, tls: tlsFiles, fingerprintSecret });
   server.on("error", (error: NodeJS.ErrnoException) => {
     log.log("error", "cannot listen", { code: error.code, host: options.host, port: options.port });
     lock.release();
@@ -86,7 +90,7 @@ async function serve(options: Options, log: Logger): Promise<void> {
   // Reloads run one after another; a SIGHUP during a stop is ignored.
   let reloads = Promise.resolve();
   process.on("SIGHUP", () => {
-    if (!stopping) reloads = reloads.then(() => reload(device, server, options, log));
+    if (!stopping) reloads = reloads.then(() => reload(device, server, options, log, fingerprintSecret));
   });
 
   server.listen(options.port, options.host, () => {
@@ -98,12 +102,12 @@ async function serve(options: Options, log: Logger): Promise<void> {
 }
 
 /** SIGHUP: the state folder, and the TLS files, read again; whatever does not pass keeps the old. */
-async function reload(device: Device, server: http.Server, options: Options, log: Logger): Promise<void> {
+async function reload(device: Device, server: http.Server, options: Options, log: Logger, fingerprintSecret: Buffer): Promise<void> {
   const before = device.keyring;
   try {
     const changed = await device.reload();
     log.log("info", "reloaded the state folder", { changed: changed.length > 0 ? changed.join(",") : "nothing" });
-    auditKeyChanges(before, device.keyring, log);
+    auditKeyChanges(before, device.keyring, log, fingerprintSecret);
   } catch (error) {
     if (!(error instanceof ReloadError)) {
       log.log("error", "reload failed", { detail: error instanceof Error ? error.message : String(error) });
@@ -124,11 +128,11 @@ async function reload(device: Device, server: http.Server, options: Options, log
 }
 
 /** Audit events for the keys a reload changed: which pair and side, and the new key's fingerprint. */
-function auditKeyChanges(before: Keyring, after: Keyring, log: Logger): void {
+function auditKeyChanges(before: Keyring, after: Keyring, log: Logger, fingerprintSecret: Buffer): void {
   for (const [name, pair] of after) {
     for (const side of ["rd", "wr"] as const) {
       if (before.get(name)?.[side] === pair[side]) continue;
-      log.log("info", "key changed", { event: "key-changed", source: "reload", pair: name, side, fingerprint: fingerprint(pair[side]) });
+      log.log("info", "key changed", { event: "key-changed", source: "reload", pair: name, side, fingerprint: fingerprint(pair[side], fingerprintSecret) });
     }
   }
 }

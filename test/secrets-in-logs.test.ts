@@ -7,6 +7,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { fingerprint } from "../src/access/keys.ts";
+import { loadFingerprintSecret } from "../src/access/fingerprint-secret.ts";
 import { loadDevice, StartupError } from "../src/state/device.ts";
 import { CATALOGUE } from "../src/http/errors.ts";
 import { createLogger, type LogFormat } from "../src/common/log.ts";
@@ -29,6 +30,7 @@ const LONG_WRONG = `Long-Guess-${"q".repeat(100)}`;
 const PASSWORD = "Pa55-Word-Vx47";
 const BODY = "Body-Marker-Jw36";
 const FACTORY = ["rdKey1", "wrKey1", "rdKey2", "wrKey2", "rdKey3", "wrKey3", "rdKey4", "wrKey4", "rdKey5", "wrKey5", "rdKey6", "wrKey6", "rdKey7", "wrKey7"];
+const FINGERPRINT_SECRET = Buffer.alloc(32, 9);
 const SECRETS = [NEW_RD, NEW_WR, WRONG, LONG_WRONG.slice(0, 20), PASSWORD, BODY, "pass_ro", ...FACTORY];
 
 /** Every secret found in `text`. */
@@ -41,6 +43,7 @@ describe.each(["text", "json"] as LogFormat[])("the %s log and the error answers
     const ts = await startServer({
       server: {
         log: createLogger(format, (line) => lines.push(line)),
+        fingerprintSecret: FINGERPRINT_SECRET,
         now: () => {
           if (clockBroken) throw new Error("clock unreadable");
           return Date.now();
@@ -105,8 +108,8 @@ describe.each(["text", "json"] as LogFormat[])("the %s log and the error answers
     // No line carries a secret; key changes carry fingerprints; refusals are audited.
     expect(lines.filter((l) => leaks(l).length > 0)).toEqual([]);
     const text = lines.join("\n");
-    expect(text).toContain(fingerprint(NEW_RD));
-    expect(text).toContain(fingerprint(NEW_WR));
+    expect(text).toContain(fingerprint(NEW_RD, FINGERPRINT_SECRET));
+    expect(text).toContain(fingerprint(NEW_WR, FINGERPRINT_SECRET));
     expect(lines.filter((l) => l.includes("key-refused")).length).toBeGreaterThanOrEqual(5);
     expect(lines.some((l) => l.includes("internal error"))).toBe(true);
     if (format === "json") for (const line of lines) expect(() => JSON.parse(line), line).not.toThrow();
@@ -127,7 +130,7 @@ describe("the built server's log", () => {
     expect((await call(ts, "PUT", "/api/v1/apikeys/keys/6", { rd: "rdKey2", wr: "wrKey2", body: `rd=${NEW_RD}` })).status).toBe(200);
     expect((await call(ts, "GET", "/api/v1/data", { rd: WRONG })).status).toBe(401);
     expect((await call(ts, "PUT", "/api/v1/httpsu/pass", { rd: "rdKey5", wr: "wrKey5", body: `pass=${PASSWORD}` })).status).toBe(200);
-    await server.waitForLog(new RegExp(`fingerprint=${fingerprint(NEW_RD)}`));
+    await server.waitForLog(new RegExp(`fingerprint=${fingerprint(NEW_RD, await loadFingerprintSecret(stateDir))}`));
     expect(await server.stop()).toBe(0);
     expect(server.log().split("\n").filter((l) => leaks(l).length > 0)).toEqual([]);
   });

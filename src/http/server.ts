@@ -5,7 +5,7 @@
 
 import * as http from "node:http";
 import type { Socket } from "node:net";
-import { keyMatches, DUPLICATED, fingerprint, presentedKeys } from "../access/keys.ts";
+import { keyMatches, DUPLICATED, fingerprint, newFingerprintSecret, presentedKeys } from "../access/keys.ts";
 import { bodyFormat, parseBody, readBody } from "./body.ts";
 import { APIKEYS_ENDPOINT, type Device, type Endpoint } from "../state/device.ts";
 import { decodeSegments, deepFreeze, select } from "../state/documents.ts";
@@ -35,6 +35,8 @@ export interface ServerOptions {
   readonly now?: () => number;
   /** When set, the server speaks HTTPS (node:https) with this certificate and key (PEM); same API. */
   readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /** Key of the fingerprints in key-change log lines (loadFingerprintSecret); without it, one for this server only. */
+  readonly fingerprintSecret?: Buffer;
 }
 
 export const DEFAULT_LIMITS = Object.freeze({
@@ -61,6 +63,7 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
   const log = options.log ?? SILENT;
   const limits = { ...DEFAULT_LIMITS, ...definedOnly(options) };
   const throttle = new Throttle(options.throttle ?? DEFAULT_THROTTLE);
+  const fingerprintSecret = options.fingerprintSecret ?? newFingerprintSecret();
   const now = options.now ?? Date.now;
   const allowedHosts = options.allowedHosts === undefined ? undefined : new Set(options.allowedHosts.map((h) => h.toLowerCase()));
 
@@ -176,7 +179,7 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
     for (const side of ["rd", "wr"]) {
       const key = pair?.[side];
       if (!values.has(side) || typeof key !== "string") continue;
-      log.log("info", "key changed", { event: "key-changed", client: req.socket.remoteAddress, pair: String(pair?.["name"]), side, fingerprint: fingerprint(key) });
+      log.log("info", "key changed", { event: "key-changed", client: req.socket.remoteAddress, pair: String(pair?.["name"]), side, fingerprint: fingerprint(key, fingerprintSecret) });
     }
   }
 
