@@ -61,7 +61,7 @@ describe("a PUT with such a character", () => {
     expect((await call(ts, "GET", "/api/v1/properties", KEYS)).text).toBe(before.text);
     expect(await readFile(file, "utf8")).toBe(onDisk);
     // A leaf PUT is refused alike.
-    expect((await call(ts, "PUT", PATH, { ...KEYS, body: typeof body === "string" ? body : JSON.stringify(body.name), contentType: typeof body === "string" ? undefined : "application/json" })).status).toBe(400);
+    expect((await call(ts, "PUT", PATH, { ...KEYS, body })).text).toBe(failure(8, "JSON_ERROR_INVALID_VALUE"));
     expect((await call(ts, "GET", PATH, { rd: KEYS.rd })).text).toBe(ok("eNetMini1"));
   });
 
