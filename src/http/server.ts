@@ -14,6 +14,7 @@ import { SILENT, type Logger } from "../common/log.ts";
 import { DEFAULT_THROTTLE, Throttle, type ThrottleOptions } from "../access/throttle.ts";
 import { httpsModule } from "./tls.ts";
 import { applyWrite } from "../state/write-rules.ts";
+import { factoryKeysOf, WEAK_KEY_HEADER, weakKeyHeader, weakKeyWarnings, type WeakKeyWarning } from "../access/weak-keys.ts";
 
 /** Limits and collaborators of a server; every field has an appliance-sized default. */
 export interface ServerOptions {
@@ -64,6 +65,7 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
   const limits = { ...DEFAULT_LIMITS, ...definedOnly(options) };
   const throttle = new Throttle(options.throttle ?? DEFAULT_THROTTLE);
   const fingerprintSecret = options.fingerprintSecret ?? newFingerprintSecret();
+  const factoryKeys = factoryKeysOf(device.factory.get(APIKEYS_ENDPOINT));
   const now = options.now ?? Date.now;
   const allowedHosts = options.allowedHosts === undefined ? undefined : new Set(options.allowedHosts.map((h) => h.toLowerCase()));
 
@@ -169,18 +171,23 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
       log.log("error", "change not made durable", { endpoint: endpoint.name, detail: (error as NodeJS.ErrnoException).code ?? String(error) });
       throw new ApiError(ERRORS.STORAGE);
     }
-    if (endpoint.name === APIKEYS_ENDPOINT) auditKeyChange(req, segments, fields.values);
+    const warnings = endpoint.name === APIKEYS_ENDPOINT ? auditKeyChange(req, segments, fields.values) : [];
     const selection = select(endpoint.docs.committed, segments);
-    send(req, res, 200, okEnvelope(JSON.stringify(selection?.value ?? null)));
+    send(req, res, 200, okEnvelope(JSON.stringify(selection?.value ?? null)), warnings.length > 0 ? { [WEAK_KEY_HEADER]: weakKeyHeader(warnings) } : undefined);
   }
 
-  function auditKeyChange(req: http.IncomingMessage, segments: readonly string[], values: ReadonlyMap<string, unknown>): void {
+  /** Logs each key the PUT set, and warns of weak ones (returned for the answer's header). */
+  function auditKeyChange(req: http.IncomingMessage, segments: readonly string[], values: ReadonlyMap<string, unknown>): WeakKeyWarning[] {
+    const warnings: WeakKeyWarning[] = [];
     const pair = select(device.endpoints.get(APIKEYS_ENDPOINT)?.docs.committed, segments.slice(0, 2))?.value as Record<string, unknown> | undefined;
-    for (const side of ["rd", "wr"]) {
+    for (const side of ["rd", "wr"] as const) {
       const key = pair?.[side];
       if (!values.has(side) || typeof key !== "string") continue;
       log.log("info", "key changed", { event: "key-changed", client: req.socket.remoteAddress, pair: String(pair?.["name"]), side, fingerprint: fingerprint(key, fingerprintSecret) });
+      warnings.push(...weakKeyWarnings(String(pair?.["name"]), side, key, factoryKeys));
     }
+    for (const w of warnings) log.log("warn", w.message, { event: "weak-key", pair: w.pair, side: w.side, reason: w.reason });
+    return warnings;
   }
 
   function handle(req: http.IncomingMessage, res: http.ServerResponse): void | Promise<void> {

@@ -6,6 +6,7 @@
 
 import { fingerprint, generateKey, keyringProblems } from "../../access/keys.ts";
 import { FingerprintSecretError, loadFingerprintSecret } from "../../access/fingerprint-secret.ts";
+import { factoryKeysOf, weakKeyWarnings } from "../../access/weak-keys.ts";
 import { APIKEYS_ENDPOINT, fileText, loadFactory, readStateFile } from "../../state/device.ts";
 import { cloneJson, shapeProblems, TYPE_NAME, type Json } from "../../state/documents.ts";
 import { convertText, INVALID, isObject, isValidKey } from "../../state/schema.ts";
@@ -65,7 +66,10 @@ export async function keysSet(configDir: string, stateDir: string, name: string,
     await writeFileDurably(NODE_FS, stateDir, `${APIKEYS_ENDPOINT}.json`, fileText(doc));
     for (const [side, key] of changes) {
       io.log.log("info", "key changed", { event: "key-changed", source: "keys-set", pair: name, side, fingerprint: fingerprint(key, secret) });
-      if (key === "") io.err(`warning: ${name} ${side} is empty: anyone may ${side === "rd" ? "read" : "write"} (see "Security")`);
+      for (const w of weakKeyWarnings(name, side, key, factoryKeysOf(factoryDoc))) {
+        io.log.log("warn", w.message, { event: "weak-key", pair: w.pair, side: w.side, reason: w.reason });
+        io.err(`warning: ${w.message}`);
+      }
     }
     io.out(`${name}: ${changes.map(([side]) => side).join(" and ")} changed in ${stateDir}/${APIKEYS_ENDPOINT}.json`);
     return 0;
