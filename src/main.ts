@@ -104,7 +104,7 @@ async function reload(device: Device, server: http.Server, options: Options, log
   try {
     const changed = await device.reload();
     log.log("info", "reloaded the state folder", { changed: changed.length > 0 ? changed.join(",") : "nothing" });
-    auditKeyringChanges(log, before, device.keyring, { source: "reload" });
+    auditKeyringChanges({ log, secret: device.fingerprintSecret }, before, device.keyring, { source: "reload" });
   } catch (error) {
     if (!(error instanceof ReloadError)) {
       log.log("error", "reload failed", { detail: error instanceof Error ? error.message : String(error) });

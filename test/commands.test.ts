@@ -161,8 +161,8 @@ describe("usage refusals", () => {
       [["keys", "set", KEY, "--rd=x"], 1, "no key pair by that name; the pairs are: properties, apikeys, httpro, httprw, httpsu, process, data"],
       [["keys", "show", KEY], 2, "keys show: one argument too many"],
       [["keys", "show", `--rd=${KEY}`], 2, "keys show: takes no --rd"],
-      [["keys", KEY], 2, "unknown command; the commands are: keys show, keys set, keys generate, reset, check"],
-      [[KEY], 2, "unknown command; the commands are: keys show, keys set, keys generate, reset, check"],
+      [["keys", KEY], 2, "unknown command; the commands are: keys show, keys set, keys generate, keys fingerprint, reset, check"],
+      [[KEY], 2, "unknown command; the commands are: keys show, keys set, keys generate, keys fingerprint, reset, check"],
       [["reset", `--yes=${KEY}`], 2, "--yes takes no value"],
     ];
     for (const [args, code, message] of cases) {

@@ -15,6 +15,7 @@ afterEach(async () => {
 });
 afterAll(closeAgents);
 
+/** The fingerprint secret of these servers: fixed, so that the test can compute the fingerprints. */
 const SECRETS = ["rdKey1", "wrKey1", "rdKey2", "wrKey2", "wrongKey", "s3cret-Rd", "token=abc", "pass_rw"];
 
 /** A server whose log lines land in an array. */
@@ -54,7 +55,7 @@ describe("request and audit lines", () => {
       expect(r["ms"]).toBeGreaterThanOrEqual(0);
     }
     expect(entries.find((e) => e["event"] === "key-refused")).toMatchObject({ level: "warn", client: "127.0.0.1", endpoint: "properties", header: "ApiRdKey" });
-    expect(entries.find((e) => e["event"] === "key-changed")).toMatchObject({ level: "info", pair: "properties", side: "rd", fingerprint: fingerprint("s3cret-Rd") });
+    expect(entries.find((e) => e["event"] === "key-changed")).toMatchObject({ level: "info", pair: "properties", side: "rd", fingerprint: fingerprint("s3cret-Rd", ts.device.fingerprintSecret) });
     for (const secret of SECRETS) expect(lines.join("\n")).not.toContain(secret);
   });
 

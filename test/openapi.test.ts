@@ -555,7 +555,7 @@ describe("the live server answers as the file says", () => {
   it("500: anything unforeseen", async () => {
     const ts = await startServer({
       server: {
-        now: () => {
+        clock: () => {
           throw new Error("clock unreadable");
         },
       },

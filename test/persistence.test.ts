@@ -63,7 +63,7 @@ describe("a restart keeps every answered change", () => {
     const ts = await startServer();
     const mode = async (name: string): Promise<string> => ((await stat(join(ts.stateDir, name))).mode & 0o777).toString(8);
     const names = (await readdir(ts.stateDir)).sort();
-    expect(names).toEqual(["apikeys.json", "data.json", "device.json", "httpro.json", "httprw.json", "httpsu.json", "process.json", "properties.json"]);
+    expect(names).toEqual(["apikeys.json", "data.json", "device.json", "fingerprint.key", "httpro.json", "httprw.json", "httpsu.json", "process.json", "properties.json"]);
     for (const name of names) expect([name, await mode(name)]).toEqual([name, "600"]);
     await writeEverything(ts);
     for (const name of names) expect([name, await mode(name)]).toEqual([name, "600"]);

@@ -6,6 +6,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { fingerprint } from "../src/access/keys.ts";
+import { loadFingerprintSecret } from "../src/access/fingerprint-secret.ts";
 import { ReloadError } from "../src/state/device.ts";
 import { killServers, startCli } from "./cli-harness.ts";
 import { call, cleanup, closeAgents, ensureBuilt, failure, ok, startServer, tempDir } from "./helpers.ts";
@@ -40,7 +41,7 @@ describe("SIGHUP", () => {
 
     expect((await call(server, "GET", "/api/v1/properties/name", { rd: "handEdited" })).text).toBe(ok("renamed"));
     expect((await call(server, "GET", "/api/v1/properties/name", { rd: "rdKey1" })).text).toBe(failure(3, "JSON_ERROR_READ_DENIED"));
-    expect(server.log()).toContain(`key changed event=key-changed source=reload pair=properties side=rd fingerprint=${fingerprint("handEdited")}\n`);
+    expect(server.log()).toContain(`key changed event=key-changed source=reload pair=properties side=rd fingerprint=${fingerprint("handEdited", await loadFingerprintSecret(stateDir))}\n`);
     expect(server.log()).not.toContain("handEdited");
     expect(await server.stop()).toBe(0);
   });

@@ -6,6 +6,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { loadFingerprintSecret } from "../src/access/fingerprint-secret.ts";
 import { fingerprint } from "../src/access/keys.ts";
 import { StartupError } from "../src/state/device.ts";
 import { loadDevice } from "../src/state/load-device.ts";
@@ -106,8 +107,8 @@ describe.each(["text", "json"] as LogFormat[])("the %s log and the error answers
     // No line carries a secret; key changes carry fingerprints; refusals are audited.
     expect(lines.filter((l) => leaks(l).length > 0)).toEqual([]);
     const text = lines.join("\n");
-    expect(text).toContain(fingerprint(NEW_RD));
-    expect(text).toContain(fingerprint(NEW_WR));
+    expect(text).toContain(fingerprint(NEW_RD, ts.device.fingerprintSecret));
+    expect(text).toContain(fingerprint(NEW_WR, ts.device.fingerprintSecret));
     expect(lines.filter((l) => l.includes("key-refused")).length).toBeGreaterThanOrEqual(5);
     expect(lines.some((l) => l.includes("internal error"))).toBe(true);
     if (format === "json") for (const line of lines) expect(() => JSON.parse(line), line).not.toThrow();
@@ -128,7 +129,7 @@ describe("the built server's log", () => {
     expect((await call(ts, "PUT", "/api/v1/apikeys/keys/6", { rd: "rdKey2", wr: "wrKey2", body: `rd=${NEW_RD}` })).status).toBe(200);
     expect((await call(ts, "GET", "/api/v1/data", { rd: WRONG })).status).toBe(401);
     expect((await call(ts, "PUT", "/api/v1/httpsu/pass", { rd: "rdKey5", wr: "wrKey5", body: `pass=${PASSWORD}` })).status).toBe(200);
-    await server.waitForLog(new RegExp(`fingerprint=${fingerprint(NEW_RD)}`));
+    await server.waitForLog(new RegExp(`fingerprint=${fingerprint(NEW_RD, await loadFingerprintSecret(stateDir))}`));
     expect(await server.stop()).toBe(0);
     expect(server.log().split("\n").filter((l) => leaks(l).length > 0)).toEqual([]);
   });

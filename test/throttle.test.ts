@@ -75,15 +75,70 @@ describe("the schedule (defaults: 10 wrong keys in 60 s block for 30 s, doubling
 });
 
 describe("the table of addresses", () => {
-  it("stays within maxAddresses under many addresses, forgetting the oldest first", () => {
-    const t = new Throttle({ ...DEFAULT_THROTTLE, maxFailures: 1, maxAddresses: 100 });
+  it("stays within maxAddresses under many addresses, forgetting the oldest unblocked ones first", () => {
+    const t = new Throttle({ ...DEFAULT_THROTTLE, maxFailures: 2, maxAddresses: 100 });
     for (let i = 0; i < 10_000; i++) {
       t.recordFailure(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, 0);
       expect(t.size).toBeLessThanOrEqual(100);
     }
     expect(t.size).toBe(100);
-    expect(t.blockedFor("10.0.0.0", 0)).toBe(0); // the first, forgotten
-    expect(t.blockedFor("10.0.39.15", 0)).toBe(30_000); // the last (9,999), remembered
+    t.recordFailure("10.0.0.0", 0); // the first, forgotten: this is its first wrong key again
+    expect(t.blockedFor("10.0.0.0", 0)).toBe(0);
+    t.recordFailure("10.0.39.15", 0); // the last (9,999), remembered: its second wrong key blocks
+    expect(t.blockedFor("10.0.39.15", 0)).toBe(30_000);
+  });
+
+  it("one wrong key from each of 10,000 other addresses does not erase a block (nor lend fresh guesses)", () => {
+    const t = new Throttle();
+    fail(t, "192.0.2.66", 10, 0);
+    for (let i = 0; i < 10_000; i++) t.recordFailure(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, 1_000);
+    expect(t.size).toBeLessThanOrEqual(DEFAULT_THROTTLE.maxAddresses);
+    expect(t.blockedFor("192.0.2.66", 1_000)).toBe(29_000);
+    // And its offence is remembered after the block: the next one doubles.
+    fail(t, "192.0.2.66", 10, 40_000);
+    expect(t.blockedFor("192.0.2.66", 40_000)).toBe(60_000);
+  });
+
+  it("keeps the doubling history of an offender for the hour it matters, over unblocked addresses", () => {
+    const t = new Throttle({ ...DEFAULT_THROTTLE, maxFailures: 2, maxAddresses: 10 });
+    fail(t, "192.0.2.70", 2, 0); // blocked 30 s
+    for (let i = 0; i < 1_000; i++) t.recordFailure(`10.0.${i >> 8}.${i & 255}`, 60_000);
+    fail(t, "192.0.2.70", 2, 30 * MINUTE);
+    expect(t.blockedFor("192.0.2.70", 30 * MINUTE)).toBe(60_000);
+    expect(t.size).toBeLessThanOrEqual(10);
+  });
+
+  it("forgets an offender once its block and its hour are over, making room", () => {
+    const t = new Throttle({ ...DEFAULT_THROTTLE, maxFailures: 2, maxAddresses: 3 });
+    for (const a of ["10.0.0.1", "10.0.0.2", "10.0.0.3"]) fail(t, a, 2, 0);
+    const later = 60 * MINUTE + 1;
+    t.recordFailure("10.0.0.4", later);
+    t.recordFailure("10.0.0.5", later);
+    t.recordFailure("10.0.0.4", later); // tracked on its own: its second wrong key blocks it alone
+    expect(t.blockedFor("10.0.0.4", later)).toBe(30_000);
+    expect(t.blockedFor("10.0.0.6", later)).toBe(0);
+    fail(t, "10.0.0.1", 2, later); // a new offence more than an hour later: 30 s again
+    expect(t.blockedFor("10.0.0.1", later)).toBe(30_000);
+  });
+
+  it("with every entry blocked, counts the addresses it cannot track together, and blocks them together", () => {
+    const t = new Throttle({ ...DEFAULT_THROTTLE, maxFailures: 2, maxAddresses: 3 });
+    for (const a of ["10.0.0.1", "10.0.0.2", "10.0.0.3"]) fail(t, a, 2, 0);
+    t.recordFailure("10.0.1.1", 1_000);
+    expect(t.size).toBe(3);
+    expect(t.blockedFor("10.0.1.1", 1_000)).toBe(0);
+    expect(t.blockedFor("10.0.0.1", 1_000)).toBe(29_000); // no block was given up to make room
+    t.recordFailure("10.0.1.2", 1_000); // the second wrong key among the untracked: all of them wait
+    expect(t.blockedFor("10.0.1.1", 1_000)).toBe(30_000);
+    expect(t.blockedFor("10.0.1.99", 1_000)).toBe(30_000);
+    expect(t.blockedFor("10.0.0.2", 1_000)).toBe(29_000);
+    expect(t.size).toBe(3);
+    // Once the blocks are over, an offender whose block ended makes room for a new address.
+    t.recordFailure("10.0.2.1", 40_000);
+    expect(t.size).toBe(3);
+    t.recordFailure("10.0.2.1", 40_000);
+    expect(t.blockedFor("10.0.2.1", 40_000)).toBe(30_000);
+    expect(t.blockedFor("10.0.2.2", 40_000)).toBe(0);
   });
 
   it("a wrong key refreshes an address's place: it is forgotten after the others", () => {
@@ -169,14 +224,16 @@ describe("through the server", () => {
     expect((await call(ts, "GET", GET_NAME, { localAddress: "127.0.0.47", rd: "rdKey1" })).text).toBe(NAME);
   });
 
-  it("remembers at most maxAddresses addresses under a spread of many (the oldest are forgotten)", async () => {
-    const ts = await startServer({ server: { throttle: { ...QUICK, maxFailures: 1, blockMs: 60_000, maxAddresses: 8 } } });
+  it("a blocked address stays blocked while many other addresses each send one wrong key", async () => {
+    const ts = await startServer({ server: { throttle: { ...QUICK, blockMs: 60_000, maxAddresses: 8 } } });
     const request = (key: string): string => `GET ${GET_NAME} HTTP/1.1\r\nHost: device\r\nApiRdKey: ${key}\r\n\r\n`;
+    for (let i = 0; i < 3; i++) expectFailure(await rawOnce(ts.port, request(`guess-${i}`), "127.0.0.48"), 3);
+    expectFailure(await rawOnce(ts.port, request("rdKey1"), "127.0.0.48"), 12);
     const addresses = Array.from({ length: 40 }, (_, i) => `127.0.2.${i + 1}`);
     for (const address of addresses) expectFailure(await rawOnce(ts.port, request("guess"), address), 3);
-    const answers = [];
-    for (const address of addresses) answers.push((await rawOnce(ts.port, request("rdKey1"), address)).status);
-    // The 8 most recent offenders are still blocked; the 32 before them were forgotten.
-    expect(answers).toEqual([...Array<number>(32).fill(200), ...Array<number>(8).fill(429)]);
+    expectFailure(await rawOnce(ts.port, request("rdKey1"), "127.0.0.48"), 12);
+    expectFailure(await rawOnce(ts.port, request("guess-3"), "127.0.0.48"), 12);
+    // The others, with one wrong key each, are served when they bring the right one.
+    expect((await rawOnce(ts.port, request("rdKey1"), "127.0.2.1")).status).toBe(200);
   });
 });

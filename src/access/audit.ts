@@ -1,18 +1,36 @@
-/** The audit line of a key change, one shape for every way a key changes (PUT, reload, offline). */
+/** The audit lines of key changes, one shape for every way a key changes (PUT, reload, offline). */
 
 import type { LogFields, Logger } from "../common/log.ts";
 import { fingerprint, type Keyring } from "./keys.ts";
+import { weakKeyWarnings, type WeakKeyWarning } from "./weak-keys.ts";
+
+/** What an audit line needs besides the change: where to log, and the device's fingerprint secret. */
+export interface AuditTrail {
+  readonly log: Logger;
+  readonly secret: Buffer;
+}
 
 /** Logs a `key-changed` event: which pair and side, and the new key's fingerprint, never the key. */
-export function auditKeyChange(log: Logger, pair: string, side: "rd" | "wr", key: string, context: LogFields): void {
-  log.log("info", "key changed", { event: "key-changed", ...context, pair, side, fingerprint: fingerprint(key) });
+export function auditKeyChange(trail: AuditTrail, pair: string, side: "rd" | "wr", key: string, context: LogFields): void {
+  trail.log.log("info", "key changed", { event: "key-changed", ...context, pair, side, fingerprint: fingerprint(key, trail.secret) });
+}
+
+/**
+ * A key set on purpose (a PUT, `keys set`): its `key-changed` line, then a `weak-key` warning for a
+ * key that is empty, a factory key or short. Returns the warnings (a PUT also answers them).
+ */
+export function auditKeySet(trail: AuditTrail, factoryKeys: ReadonlySet<string>, pair: string, side: "rd" | "wr", key: string, context: LogFields): WeakKeyWarning[] {
+  auditKeyChange(trail, pair, side, key, context);
+  const warnings = weakKeyWarnings(pair, side, key, factoryKeys);
+  for (const w of warnings) trail.log.log("warn", w.message, { event: "weak-key", pair: w.pair, side: w.side, reason: w.reason });
+  return warnings;
 }
 
 /** Logs a `key-changed` event for each side whose key differs between two keyrings. */
-export function auditKeyringChanges(log: Logger, before: Keyring, after: Keyring, context: LogFields): void {
+export function auditKeyringChanges(trail: AuditTrail, before: Keyring, after: Keyring, context: LogFields): void {
   for (const [name, pair] of after) {
     for (const side of ["rd", "wr"] as const) {
-      if (before.get(name)?.[side] !== pair[side]) auditKeyChange(log, name, side, pair[side], context);
+      if (before.get(name)?.[side] !== pair[side]) auditKeyChange(trail, name, side, pair[side], context);
     }
   }
 }

@@ -1,6 +1,6 @@
 /** The key pairs (docs/api.md §3): reading them from `apikeys`, finding them in a request, comparing them in constant time. */
 
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { isObject, isValidValue, MAX_KEY_LENGTH } from "../state/schema.ts";
 
 /** One endpoint's pair, with the fixed-width slots that the constant-time comparison uses. */
@@ -112,10 +112,20 @@ export function presentedKeys(rawHeaders: readonly string[]): PresentedKeys {
 
 /**
  * A short fingerprint that tells keys apart in a log without revealing them: the first 8 hex
- * digits of the key's SHA-256 (`printf %s KEY | sha256sum | cut -c1-8` gives the same).
+ * digits of HMAC-SHA-256(secret, key), with the device's own secret (access/fingerprint-secret.ts).
+ * Without the secret, a log line gives no way to test candidate keys, however short the key;
+ * `apikeyd keys fingerprint` computes it for a key read from standard input.
  */
-export function fingerprint(key: string): string {
-  return createHash("sha256").update(key).digest("hex").slice(0, 8);
+export function fingerprint(key: string, secret: Buffer): string {
+  return createHmac("sha256", secret).update(key).digest("hex").slice(0, 8);
+}
+
+/** Bytes of a fingerprint secret: as many as the HMAC's hash gives. */
+export const FINGERPRINT_SECRET_BYTES = 32;
+
+/** A fresh fingerprint secret (the device's, made once; or one for a single process). */
+export function newFingerprintSecret(): Buffer {
+  return randomBytes(FINGERPRINT_SECRET_BYTES);
 }
 
 // 24 random bytes = 192 bits, 32 characters of base64url: letters, digits, '-' and '_', which a

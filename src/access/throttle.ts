@@ -11,7 +11,11 @@ export interface ThrottleOptions {
   readonly blockMs: number;
   readonly maxBlockMs: number;
   readonly offenceMemoryMs: number;
-  /** Addresses remembered at once; the oldest is forgotten first. */
+  /**
+   * Addresses tracked at once. When the table is full, the address whose latest wrong key is oldest
+   * among those never blocked is forgotten first; a blocked address is never forgotten before its
+   * block ends, and an offender's history is kept for `offenceMemoryMs` when there is room (see Throttle).
+   */
   readonly maxAddresses: number;
 }
 
@@ -53,47 +57,115 @@ export function throttleKey(address: string): string {
   return groups.slice(0, 4).map((g) => g.toLowerCase().replace(/^0+(?=.)/, "")).join(":") + "::/64";
 }
 
-/** The table of offending addresses. */
-export class Throttle {
-  private readonly table = new Map<string, Entry>();
+function freshEntry(): Entry {
+  return { failures: [], blockedUntil: 0, offences: 0, lastOffence: -Infinity };
+}
 
-  constructor(private readonly options: ThrottleOptions = DEFAULT_THROTTLE) {}
+/**
+ * The table of offending addresses, in two parts, both Maps in age order so that every step is O(1):
+ *
+ * - `watched`: addresses with wrong keys but no offence to remember, oldest wrong key first. When
+ *   the table is full, the oldest of these is forgotten first: that costs it at most
+ *   maxFailures - 1 counted wrong keys, and costs an attacker one wrong key per address to cause.
+ * - `offenders`: addresses blocked within the last hour (offenceMemoryMs, or maxBlockMs if longer),
+ *   oldest offence first. They are never forgotten to make room for a new address while blocked,
+ *   and otherwise only when no watched address is left; once their hour is over they are dropped.
+ *
+ * When every tracked address is an offender still blocked, a new address is not tracked on its own:
+ * the wrong keys of all untracked addresses are counted together in one shared entry, which blocks
+ * them together. This keeps the table bounded without ever lifting a block, and keeps a crowd of
+ * addresses (a botnet, or the /64s of one IPv6 /48) to the rate of a single address. The price is
+ * that clients not in the table may be refused for the length of that shared block while such an
+ * attack lasts; clients already tracked are judged on their own.
+ */
+export class Throttle {
+  private readonly watched = new Map<string, Entry>();
+  private readonly offenders = new Map<string, Entry>();
+  private readonly untracked: Entry = freshEntry();
+  /** How long an offender is kept: its block, and the memory that doubles the next one. */
+  private readonly retainMs: number;
+
+  constructor(private readonly options: ThrottleOptions = DEFAULT_THROTTLE) {
+    this.retainMs = Math.max(options.offenceMemoryMs, options.maxBlockMs);
+  }
 
   /** Milliseconds the address must still wait, 0 when it is not blocked. */
   blockedFor(address: string, now = Date.now()): number {
-    if (this.table.size === 0) return 0;
-    const entry = this.table.get(throttleKey(address));
-    return entry !== undefined && entry.blockedUntil > now ? entry.blockedUntil - now : 0;
+    if (this.watched.size === 0 && this.offenders.size === 0 && this.untracked.blockedUntil <= now) return 0;
+    const key = throttleKey(address);
+    const entry = this.offenders.get(key) ?? this.watched.get(key) ?? this.untracked;
+    return entry.blockedUntil > now ? entry.blockedUntil - now : 0;
   }
 
   /** Counts one wrong key from the address; blocks it when the window fills up. */
   recordFailure(address: string, now = Date.now()): void {
+    this.forgetOldOffenders(now);
     const key = throttleKey(address);
-    const o = this.options;
-    let entry = this.table.get(key);
+    let entry = this.offenders.get(key);
     if (entry === undefined) {
-      entry = { failures: [], blockedUntil: 0, offences: 0, lastOffence: -Infinity };
-    } else {
-      this.table.delete(key); // re-inserted below: the Map's order is the age order
+      entry = this.watched.get(key);
+      if (entry !== undefined) {
+        this.watched.delete(key); // re-inserted below: the Map's order is the age order
+        this.watched.set(key, entry);
+      } else if (this.makeRoom(now)) {
+        entry = freshEntry();
+        this.watched.set(key, entry);
+      } else {
+        entry = this.untracked;
+      }
     }
-    this.table.set(key, entry);
+    if (this.count(entry, now) && entry !== this.untracked) {
+      this.watched.delete(key);
+      this.offenders.delete(key); // re-inserted: offenders are in the order of their latest offence
+      this.offenders.set(key, entry);
+    }
+  }
+
+  /** Counts a wrong key in an entry; true when it starts a block. */
+  private count(entry: Entry, now: number): boolean {
+    const o = this.options;
     // A sliding window: block when the maxFailures-th most recent wrong key is within windowMs.
     entry.failures.push(now);
     if (entry.failures.length > o.maxFailures) entry.failures.shift();
-    if (entry.failures.length >= o.maxFailures && now - (entry.failures[0] as number) <= o.windowMs) {
-      entry.offences = now - entry.lastOffence <= o.offenceMemoryMs ? entry.offences + 1 : 1;
-      entry.lastOffence = now;
-      entry.blockedUntil = now + Math.min(o.blockMs * 2 ** (entry.offences - 1), o.maxBlockMs);
-      entry.failures = [];
+    if (entry.failures.length < o.maxFailures || now - (entry.failures[0] as number) > o.windowMs) return false;
+    entry.offences = now - entry.lastOffence <= o.offenceMemoryMs ? entry.offences + 1 : 1;
+    entry.lastOffence = now;
+    entry.blockedUntil = now + Math.min(o.blockMs * 2 ** (entry.offences - 1), o.maxBlockMs);
+    entry.failures = [];
+    return true;
+  }
+
+  /**
+   * Offenders whose last offence is over retainMs old (their block is over too, since no block is
+   * longer) go back among the watched addresses if they have wrong keys since, or are forgotten.
+   * They leave from the front of the Map, so this is O(1) per request, amortized.
+   */
+  private forgetOldOffenders(now: number): void {
+    for (const [key, entry] of this.offenders) {
+      if (now - entry.lastOffence <= this.retainMs) return;
+      this.offenders.delete(key);
+      if (entry.failures.length > 0) this.watched.set(key, entry);
     }
-    while (this.table.size > o.maxAddresses) {
-      const oldest = this.table.keys().next().value as string;
-      this.table.delete(oldest);
+  }
+
+  /** Makes room for one more address if the table is full; false when every entry is a blocked offender. */
+  private makeRoom(now: number): boolean {
+    if (this.watched.size + this.offenders.size < this.options.maxAddresses) return true;
+    for (const key of this.watched.keys()) {
+      this.watched.delete(key);
+      return true;
     }
+    // The oldest offence is the likeliest to be over; if its block is, only its doubling history goes.
+    for (const [key, entry] of this.offenders) {
+      if (entry.blockedUntil > now) return false;
+      this.offenders.delete(key);
+      return true;
+    }
+    return false;
   }
 
   /** How many addresses are remembered (bounded by maxAddresses). */
   get size(): number {
-    return this.table.size;
+    return this.watched.size + this.offenders.size;
   }
 }

@@ -58,6 +58,7 @@ export function helpText(): string {
     "  keys show                              print every key pair of the state folder (the keys themselves)",
     "  keys set <pair> [--rd=KEY] [--wr=KEY]  change a pair offline (refused while the server runs)",
     "  keys generate                          print a new random key (192 bits, header-safe)",
+    "  keys fingerprint                       print the log fingerprint of each key read from standard input",
     "  reset [--keys-only] [--yes]            factory reset of the state (or of the keys alone)",
     "  check                                  check the config and state folders; exit 1 on any problem",
     "",

@@ -5,9 +5,10 @@
  */
 
 import type * as http from "node:http";
-import { auditKeyChange } from "../access/audit.ts";
+import { auditKeySet, type AuditTrail } from "../access/audit.ts";
 import { DUPLICATED, keyMatches, presentedKeys } from "../access/keys.ts";
 import type { Throttle } from "../access/throttle.ts";
+import { factoryKeysOf, WEAK_KEY_HEADER, weakKeyHeader, type WeakKeyWarning } from "../access/weak-keys.ts";
 import type { Clock } from "../common/clock.ts";
 import type { Logger } from "../common/log.ts";
 import { APIKEYS_ENDPOINT, type Device, type Endpoint } from "../state/device.ts";
@@ -40,7 +41,15 @@ export interface PipelineContext {
 
 /** Serves the requests of one server. */
 export class Pipeline {
-  constructor(private readonly ctx: PipelineContext) {}
+  /** Where key changes are audited: the log, with the device's fingerprint secret. */
+  private readonly trail: AuditTrail;
+  /** The factory keys, which a PUT is warned about setting again. */
+  private readonly factoryKeys: ReadonlySet<string>;
+
+  constructor(private readonly ctx: PipelineContext) {
+    this.trail = { log: ctx.log, secret: ctx.device.fingerprintSecret };
+    this.factoryKeys = factoryKeysOf(ctx.device.factory.get(APIKEYS_ENDPOINT));
+  }
 
   /** Serves one request; every failure becomes its catalogue envelope. */
   readonly dispatch = (req: http.IncomingMessage, res: http.ServerResponse): void => {
@@ -154,18 +163,23 @@ export class Pipeline {
       throw new ApiError(ERRORS.STORAGE);
     }
     // A PUT on a pair, or on one key of it (keys/<n>/rd): the pair is the first two segments.
-    if (endpoint.name === APIKEYS_ENDPOINT) this.auditKeys(req, select(endpoint.docs.committed, segments.slice(0, 2))?.value, fields.values);
+    const warnings = endpoint.name === APIKEYS_ENDPOINT ? this.auditKeys(req, select(endpoint.docs.committed, segments.slice(0, 2))?.value, fields.values) : [];
     const selection = select(endpoint.docs.committed, segments);
-    this.answer(req, res, 200, okEnvelope(JSON.stringify(selection?.value ?? null)));
+    // Weak keys are stored all the same; the warning rides in a header, the envelope stays as it is.
+    const extra = warnings.length > 0 ? { [WEAK_KEY_HEADER]: weakKeyHeader(warnings) } : undefined;
+    this.answer(req, res, 200, okEnvelope(JSON.stringify(selection?.value ?? null)), extra);
   }
 
-  /** A PUT on a pair (or on one of its keys) audits each key it named. */
-  private auditKeys(req: http.IncomingMessage, written: unknown, values: ReadonlyMap<string, unknown>): void {
-    if (!isObject(written) || typeof written["name"] !== "string") return;
+  /** A PUT on a pair (or on one of its keys) audits each key it named; returns the weak-key warnings. */
+  private auditKeys(req: http.IncomingMessage, written: unknown, values: ReadonlyMap<string, unknown>): WeakKeyWarning[] {
+    const warnings: WeakKeyWarning[] = [];
+    if (!isObject(written) || typeof written["name"] !== "string") return warnings;
     for (const side of ["rd", "wr"] as const) {
       const key = written[side];
-      if (values.has(side) && typeof key === "string") auditKeyChange(this.ctx.log, written["name"], side, key, { client: req.socket.remoteAddress });
+      if (!values.has(side) || typeof key !== "string") continue;
+      warnings.push(...auditKeySet(this.trail, this.factoryKeys, written["name"], side, key, { client: req.socket.remoteAddress }));
     }
+    return warnings;
   }
 
   private fail(req: http.IncomingMessage, res: http.ServerResponse, error: unknown): void {

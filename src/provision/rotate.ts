@@ -6,13 +6,17 @@
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
-import { fingerprint, generateKey } from "../access/keys.ts";
+import { fingerprint, generateKey, newFingerprintSecret } from "../access/keys.ts";
 import { deviceRequest, DeviceError, type DeviceAnswer } from "./device-client.ts";
 import type { InventoryDevice } from "./inventory.ts";
 import { newPair, oldPair, type Intent } from "./journal.ts";
 import { APIKEYS, samePair, type Pair } from "./keys.ts";
 import { RefusalBudget, type DeviceThrottle } from "./pacing.ts";
 import type { DeviceKeys } from "./secrets-file.ts";
+
+// The tool has no device's secret: its fingerprints are keyed by one of its own, made per run and
+// never stored, so they tell keys apart within a run's output and cannot be tested against guesses.
+const RUN_SECRET = newFingerprintSecret();
 
 /** What the run knows about one device before it starts on it. */
 export interface DeviceJob {
@@ -148,7 +152,7 @@ class DeviceRun {
       tried.add(pair.rd);
       const pairs = await this.readPairs(pair);
       if (pairs === undefined) {
-        refused.push(`${source} rd ${fingerprint(pair.rd)}`);
+        refused.push(`${source} rd ${fingerprint(pair.rd, RUN_SECRET)}`);
         continue;
       }
       const own = pairs.find((p) => p.name === APIKEYS);
@@ -238,7 +242,7 @@ class DeviceRun {
   private accept(name: string, keys: Pair): void {
     this.confirmed.set(name, keys);
     this.changed.add(name);
-    this.ctx.event(this.host, `${name}: new keys work, old keys refused (rd ${fingerprint(keys.rd)}, wr ${fingerprint(keys.wr)})`);
+    this.ctx.event(this.host, `${name}: new keys work, old keys refused (rd ${fingerprint(keys.rd, RUN_SECRET)}, wr ${fingerprint(keys.wr, RUN_SECRET)})`);
   }
 
   /**

@@ -60,6 +60,8 @@ export class Device {
     readonly stateDir: string,
     stored: ReadonlyMap<string, Json>,
     fs: StoreFs,
+    /** The key of the fingerprints that audit lines give keys (access/fingerprint-secret.ts). */
+    readonly fingerprintSecret: Buffer,
   ) {
     const wired = wireEndpoints(stored, factory, schema, stateDir, fs, {
       committed: (name, doc) => {

@@ -1,11 +1,12 @@
 /**
  * Loading the device at start-up, in three steps: the state folder made ready (created, trusted,
- * repaired), every state file read and checked (or seeded from its factory default), then the
- * endpoints wired to their files. Any problem is a StartupError naming the file; a state file that
+ * repaired), every state file read and checked (or seeded from its factory default), the secret
+ * of the log's key fingerprints read (or made), then the endpoints wired to their files. Any problem is a StartupError naming the file; a state file that
  * exists is never replaced with a factory one.
  */
 
 import { join } from "node:path";
+import { FingerprintSecretError, loadFingerprintSecret } from "../access/fingerprint-secret.ts";
 import { loadFactory } from "./config-folder.ts";
 import { DEVICE_ENDPOINT, Device, StartupError } from "./device.ts";
 import type { Json } from "./documents.ts";
@@ -29,7 +30,10 @@ export async function loadDevice(options: LoadOptions): Promise<Device> {
   const { schema, factory } = await loadFactory(options.configDir);
   await prepareStateFolder(options.stateDir, new Set(factory.keys()), fs, warn);
   const stored = await readAndSeed(options.stateDir, factory, schema, fs, warn);
-  return new Device(schema, factory, options.stateDir, stored, fs);
+  const secret = await loadFingerprintSecret(options.stateDir, { create: true, warn }).catch((error: unknown) => {
+    throw error instanceof FingerprintSecretError ? new StartupError(error.message) : error;
+  });
+  return new Device(schema, factory, options.stateDir, stored, fs, secret);
 }
 
 /**

@@ -47,8 +47,11 @@ const OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
 const IPV4 = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}$`);
 // Printable ASCII without the space: what every HTTP client can send back in a header.
 const KEY = /^[\x21-\x7e]*$/;
+// Characters a string member refuses: C0, DEL and C1 controls (U+009B alone is a CSI to many
+// terminals, U+0085 a line break to some), and the bidi embeddings, overrides and isolates, which
+// make text display in an order other than the one stored ("Trojan Source", CVE-2021-42574).
 // eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
 
 /** Whether a value is a key the device accepts (docs/api.md §4): 0 to 128 printable ASCII characters, no space. */
 export function isValidKey(value: unknown): value is string {

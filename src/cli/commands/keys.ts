@@ -1,16 +1,18 @@
 /**
- * `keys show`, `keys set`, `keys generate`: the recovery tools for someone with shell access to the
+ * `keys show`, `keys set`, `keys generate`, `keys fingerprint`: the recovery tools for someone with shell access to the
  * state folder. `show` prints the keys themselves: that is its purpose (whoever can read the folder
  * can read apikeys.json anyway).
  */
 
-import { auditKeyChange } from "../../access/audit.ts";
-import { generateKey, keyringProblems } from "../../access/keys.ts";
+import { auditKeySet } from "../../access/audit.ts";
+import { FingerprintSecretError, loadFingerprintSecret } from "../../access/fingerprint-secret.ts";
+import { fingerprint, generateKey, keyringProblems } from "../../access/keys.ts";
+import { factoryKeysOf } from "../../access/weak-keys.ts";
 import { loadFactory } from "../../state/config-folder.ts";
 import { APIKEYS_ENDPOINT } from "../../state/device.ts";
 import { fileText, readStateFile } from "../../state/state-file.ts";
 import { cloneJson, shapeProblems, TYPE_NAME, type Json } from "../../state/documents.ts";
-import { convertText, INVALID, isObject } from "../../state/schema.ts";
+import { convertText, INVALID, isObject, isValidKey } from "../../state/schema.ts";
 import { NODE_FS, writeFileDurably } from "../../state/store.ts";
 import { CommandError, orRefuse, takeStateFolder, type CommandIo } from "./shared.ts";
 
@@ -62,15 +64,45 @@ export async function keysSet(configDir: string, stateDir: string, name: string,
     }
     const problems = [...shapeProblems(doc, schema), ...keyringProblems(doc)];
     if (problems.length > 0) throw new CommandError(`the changed ${APIKEYS_ENDPOINT}.json would be invalid: ${problems.join("; ")}`);
+    // Before the change: a key changed without its audit line would be worse than no change.
+    const secret = await orRefuseSecret(loadFingerprintSecret(stateDir, { create: true, warn: (m) => io.log.log("warn", m) }));
     await writeFileDurably(NODE_FS, stateDir, `${APIKEYS_ENDPOINT}.json`, fileText(doc));
     for (const [side, key] of changes) {
-      auditKeyChange(io.log, name, side, key, { source: "keys-set" });
-      if (key === "") io.err(`warning: ${name} ${side} is empty: anyone may ${side === "rd" ? "read" : "write"} (see "Security")`);
+      const warnings = auditKeySet({ log: io.log, secret }, factoryKeysOf(factoryDoc), name, side, key, { source: "keys-set" });
+      for (const w of warnings) io.err(`warning: ${w.message}`);
     }
     io.out(`${name}: ${changes.map(([side]) => side).join(" and ")} changed in ${stateDir}/${APIKEYS_ENDPOINT}.json`);
     return 0;
   } finally {
     lock.release();
+  }
+}
+
+/**
+ * `keys fingerprint`: the fingerprint this device's log lines give each key read from standard
+ * input (one per line), so that a technician can tell which key a `key-changed` line is about.
+ * Reads only: a state folder whose server never started has no secret yet, and gets none here.
+ */
+export async function keysFingerprint(stateDir: string, io: CommandIo): Promise<number> {
+  const secret = await orRefuseSecret(loadFingerprintSecret(stateDir));
+  if (io.readInput === undefined) throw new CommandError("keys fingerprint reads the keys from standard input");
+  const text = await io.readInput();
+  if (text === "") throw new CommandError("keys fingerprint: no key on standard input (e.g. printf '%s\\n' \"$KEY\" | apikeyd keys fingerprint)", 2);
+  const keys = text.replace(/\r?\n$/, "").split(/\r?\n/);
+  // The line number only: a line that is no key may still be a near miss of one.
+  keys.forEach((key, i) => {
+    if (!isValidKey(key)) throw new CommandError(`keys fingerprint: line ${i + 1} of standard input is not a key (0 to 128 printable ASCII characters without spaces)`);
+  });
+  for (const key of keys) io.out(fingerprint(key, secret));
+  return 0;
+}
+
+async function orRefuseSecret(loading: Promise<Buffer>): Promise<Buffer> {
+  try {
+    return await loading;
+  } catch (error) {
+    if (error instanceof FingerprintSecretError) throw new CommandError(error.message);
+    throw error;
   }
 }
 

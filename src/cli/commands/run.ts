@@ -2,7 +2,7 @@
 
 import type { Options } from "../options.ts";
 import { check } from "./check.ts";
-import { keysGenerate, keysSet, keysShow } from "./keys.ts";
+import { keysFingerprint, keysGenerate, keysSet, keysShow } from "./keys.ts";
 import { reset } from "./reset.ts";
 import { CommandError, type CommandIo } from "./shared.ts";
 
@@ -24,6 +24,7 @@ const USAGE = {
   "keys show": "keys show",
   "keys set": "keys set <pair> [--rd=KEY] [--wr=KEY]",
   "keys generate": "keys generate",
+  "keys fingerprint": "keys fingerprint",
   reset: "reset [--keys-only] [--yes]",
   check: "check",
 } as const;
@@ -53,6 +54,10 @@ function dispatch(options: Options, io: CommandIo): Promise<number> {
   if (command === "keys" && sub === "generate") {
     expect("keys generate", 2, []);
     return Promise.resolve(keysGenerate(io));
+  }
+  if (command === "keys" && sub === "fingerprint") {
+    expect("keys fingerprint", 2, []);
+    return keysFingerprint(options.stateDir, io);
   }
   if (command === "reset") {
     expect("reset", 1, ["keysOnly", "yes"]);

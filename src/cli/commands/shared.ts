@@ -12,6 +12,8 @@ export interface CommandIo {
   readonly log: Logger;
   /** Asks a yes/no question on the terminal; undefined when standard input is not a terminal. */
   confirm: ((question: string) => Promise<boolean>) | undefined;
+  /** All of standard input, as text (`keys fingerprint`: keys never go in argv, where ps shows them). */
+  readInput?: () => Promise<string>;
 }
 
 /** The terminal of the process that runs the command. */
@@ -26,6 +28,12 @@ export function processIo(log: Logger): CommandIo {
     err: (line) => process.stderr.write(line + "\n"),
     log,
     confirm: process.stdin.isTTY ? askOnTerminal : undefined,
+    readInput: async () => {
+      if (process.stdin.isTTY) process.stderr.write("reading keys from standard input, one per line; end with Ctrl-D\n");
+      const chunks: Buffer[] = [];
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks).toString("utf8");
+    },
   };
 }
 
