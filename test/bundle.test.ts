@@ -7,11 +7,12 @@
  * cannot be had fails them) or when the cache is there; otherwise they are skipped.
  */
 
-import { spawn, execFileSync } from "node:child_process";
+import { spawn, spawnSync, execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { builtinModules } from "node:module";
 import { join } from "node:path";
+import { Agent } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { call, cleanup, closeAgents, CONFIG_DIR, ensureBuilt, ok, ROOT_DIR, tempDir } from "./helpers.ts";
 
@@ -24,6 +25,7 @@ const CACHED = join(ROOT_DIR, ".cache", "node18", "bin", "node");
 const GIVEN = process.env["APIKEYD_NODE18"] ?? "";
 const CI = !["", "0", "false"].includes(process.env["CI"] ?? "");
 const WANTED = GIVEN !== "" || CI || existsSync(CACHED);
+const hasOpenssl = spawnSync("openssl", ["version"]).status === 0;
 
 /** The Node 18 to run the bundles under: the one given, else the script's (which fetches it when not cached). */
 function node18(): string {
@@ -83,15 +85,15 @@ async function serve18(stateDir: string, extra: readonly string[] = []) {
   });
   const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
   let log = "";
-  const port = await new Promise<number>((resolve, reject) => {
+  const listening = await new Promise<{ scheme: string; port: number }>((resolve, reject) => {
     child.stderr.on("data", (chunk: Buffer) => {
       log += chunk.toString();
-      const m = /listening url=http:\/\/127\.0\.0\.1:(\d+)/.exec(log);
-      if (m !== null) resolve(Number(m[1]));
+      const m = /listening url=(https?):\/\/127\.0\.0\.1:(\d+)/.exec(log);
+      if (m !== null) resolve({ scheme: m[1] as string, port: Number(m[2]) });
     });
     child.on("exit", (code) => reject(new Error(`exited ${code}: ${log}`)));
   });
-  return { child, exited, port, origin: `http://127.0.0.1:${port}` };
+  return { child, exited, port: listening.port, origin: `${listening.scheme}://127.0.0.1:${listening.port}` };
 }
 
 describe.skipIf(!WANTED)("under Node 18", () => {
@@ -146,6 +148,28 @@ describe.skipIf(!WANTED)("under Node 18", () => {
       expect((await call({ origin }, "GET", "/api/v1/apikeys", { rd: apikeys?.rd ?? "" })).status).toBe(200);
       expect((await call({ origin }, "GET", "/api/v1/apikeys", { rd: "rdKey2" })).status).toBe(401);
       await closeAgents();
+      server.child.kill("SIGTERM");
+      expect(await server.exited).toBe(0);
+    } finally {
+      server.child.kill("SIGKILL");
+    }
+  });
+
+  // Node 18 with Debian's OpenSSL 3.0: the TLS that the field runs.
+  it.skipIf(!hasOpenssl)("the server serves HTTPS", async () => {
+    const dir = await tempDir("apikeyd-tls-");
+    const certFile = join(dir, "cert.pem");
+    const keyFile = join(dir, "key.pem");
+    execFileSync("openssl", [
+      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+      "-subj", "/CN=apikeyd test", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", keyFile, "-out", certFile,
+    ], { stdio: "ignore" });
+    const server = await serve18(await tempDir(), ["--tls-cert", certFile, "--tls-key", keyFile]);
+    const dispatcher = new Agent({ connect: { ca: await readFile(certFile, "utf8") } });
+    try {
+      expect(server.origin).toBe(`https://127.0.0.1:${server.port}`);
+      expect((await call(server, "GET", "/api/v1/properties/name", { rd: "rdKey1", dispatcher })).text).toBe(ok("eNetMini1"));
+      await dispatcher.close();
       server.child.kill("SIGTERM");
       expect(await server.exited).toBe(0);
     } finally {
