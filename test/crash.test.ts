@@ -4,8 +4,12 @@
  * later one that was in flight) must be there, every state file must parse, and the temporary files
  * a crash leaves must be gone once the server is up again.
  *
- * `npm test` runs a few rounds; `npm run soak` (APIKEYD_SOAK=1) runs many more. The seed is random
- * and printed on failure; APIKEYD_CRASH_SEED=<seed> replays a run's choices.
+ * The number of rounds is fixed: `npm test` runs 10, `npm run soak` (APIKEYD_SOAK=1) 1000, and
+ * APIKEYD_CRASH_ROUNDS=<n> any other number. A run completes its rounds or fails: a round that does
+ * not end within ROUND_LIMIT_MS (a hang, not a slow machine) fails naming itself. Each round's kill
+ * moment (after how many acknowledgments, then how many milliseconds) comes from a generator seeded
+ * from the run's seed and the round's number. The seed is random and printed on failure;
+ * APIKEYD_CRASH_SEED=<seed> replays a run's choices.
  */
 
 import { execFileSync } from "node:child_process";
@@ -15,13 +19,34 @@ import { join } from "node:path";
 import { Agent } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inspectStateFolder, newRecords, readMember, runClient, startChild, type Child } from "./crash-harness.ts";
-import { ROOT_DIR, seededRandom } from "./helpers.ts";
+import { deriveSeed, ROOT_DIR, seededRandom } from "./helpers.ts";
 
 const SOAK = process.env["APIKEYD_SOAK"] === "1";
-/** Rounds, and a bound on the time they may take (the soak stops early rather than overrun). */
-const ROUNDS = SOAK ? 1000 : 10;
-const BUDGET_MS = SOAK ? 10 * 60_000 : 40_000;
-const SEED = Number(process.env["APIKEYD_CRASH_SEED"] ?? Math.floor(Math.random() * 2 ** 31));
+const ROUNDS = wholeNumber("APIKEYD_CRASH_ROUNDS", SOAK ? 1000 : 10);
+if (ROUNDS < 1) throw new Error("APIKEYD_CRASH_ROUNDS=0: at least one round");
+/** A round (clients until the kill, restart, reads) takes well under a second; this only catches a hang. */
+const ROUND_LIMIT_MS = 30_000;
+const SEED = wholeNumber("APIKEYD_CRASH_SEED", Math.floor(Math.random() * 2 ** 31));
+
+function wholeNumber(name: string, otherwise: number): number {
+  const text = process.env[name];
+  if (text === undefined || text === "") return otherwise;
+  if (!/^\d+$/.test(text)) throw new Error(`${name}=${text}: a whole number is expected`);
+  return Number(text);
+}
+
+/** Rejects if `work` has not settled within ROUND_LIMIT_MS. */
+async function withinLimit<T>(round: number, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`round ${round} did not end within ${ROUND_LIMIT_MS / 1000} s (a hang)`)), ROUND_LIMIT_MS);
+  });
+  try {
+    return await Promise.race([work, limit]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 let stateDir = "";
 const children = new Set<Child>();
@@ -47,19 +72,20 @@ async function start(): Promise<Child> {
 
 describe("power cut at a random moment (SIGKILL), restart", () => {
   it(
-    `keeps every acknowledged change (${SOAK ? "soak" : `${ROUNDS} rounds`})`,
+    `keeps every acknowledged change (${ROUNDS} rounds${SOAK ? ", soak" : ""})`,
     async () => {
-      const random = seededRandom(SEED);
       const records = newRecords();
       const began = Date.now();
       const figures = { rounds: 0, acks: 0, inFlightKept: 0, tempsLeft: 0 };
       let round = 0;
       try {
         let child = await start();
-        for (round = 1; round <= ROUNDS && Date.now() - began < BUDGET_MS; round++) {
+        /** One round: clients write until the seeded kill, then a restart and every member read back. */
+        async function oneRound(round: number): Promise<void> {
+          const random = seededRandom(deriveSeed(SEED, round));
           const agent = new Agent();
-          // Kill after a random number of acknowledgments (so a slow machine still gets there),
-          // then after a random few milliseconds more: somewhere inside a write.
+          // Kill after a seeded number of acknowledgments (so a slow machine still gets there),
+          // then after a seeded few milliseconds more: somewhere inside a write.
           const killAfter = 1 + Math.floor(random() * 60);
           const delayMs = Math.floor(random() * 8);
           let acks = 0;
@@ -103,21 +129,26 @@ describe("power cut at a random moment (SIGKILL), restart", () => {
           figures.rounds = round;
         }
 
+        for (round = 1; round <= ROUNDS; round++) {
+          await withinLimit(round, oneRound(round));
+        }
+
         // A clean stop at the end: SIGTERM exits 0.
         child.process.kill("SIGTERM");
         expect(await child.exited).toEqual({ code: 0, signal: null });
       } catch (error) {
-        const message = `crash test failed in round ${round} with seed ${SEED} (replay: APIKEYD_CRASH_SEED=${SEED})`;
+        const message = `crash test failed in round ${round} with seed ${SEED} (replay: APIKEYD_CRASH_SEED=${SEED} APIKEYD_CRASH_ROUNDS=${round})`;
         console.error(message);
         throw new Error(`${message}: ${(error as Error).message}`, { cause: error });
       }
-      expect(figures.rounds).toBeGreaterThanOrEqual(SOAK ? 10 : ROUNDS);
+      expect(figures.rounds).toBe(ROUNDS);
       console.log(
         `crash test: seed ${SEED}, ${figures.rounds} rounds, ${figures.acks} acknowledged writes, ` +
           `${figures.inFlightKept} in-flight values found committed, ${figures.tempsLeft} temporary files left by kills (all cleaned), ` +
           `${Math.round((Date.now() - began) / 1000)} s`,
       );
     },
-    SOAK ? BUDGET_MS + 120_000 : 60_000,
+    // Only a backstop: each round has its own limit, which fails first and names the round.
+    ROUNDS * ROUND_LIMIT_MS + 60_000,
   );
 });

@@ -2,13 +2,16 @@
 // repeated; lengths changed; requests cut or run together), sent over raw sockets. Every byte the
 // server answers must be a well-formed HTTP/1.1 answer carrying our envelope; it never fails
 // internally, never exits, and the key store is intact afterwards. Bounded in count and in time.
-// APIKEYD_FUZZ_SEED replays another seed.
+// Each of the concurrent workers has its own generator, seeded from the run's seed and the worker's
+// number, so that a seed sends the same bytes whatever the scheduling (worker w's n-th request is
+// always the same; the time bound may only cut a worker's sequence short). APIKEYD_FUZZ_SEED
+// replays another seed; the seed is in the test's name and in the failure.
 
 import { connect } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { CATALOGUE } from "../src/http/errors.ts";
 import { DEFAULT_THROTTLE } from "../src/access/throttle.ts";
-import { call, cleanup, closeAgents, failure, ok, seededRandom, startServer } from "./helpers.ts";
+import { call, cleanup, closeAgents, deriveSeed, failure, ok, seededRandom, startServer } from "./helpers.ts";
 
 afterAll(async () => {
   await closeAgents();
@@ -16,9 +19,11 @@ afterAll(async () => {
 });
 
 const SEED = Number(process.env["APIKEYD_FUZZ_SEED"] ?? 20_260_523);
-const MAX_REQUESTS = 3_000;
-const MAX_WALL_MS = 10_000;
+if (!Number.isInteger(SEED)) throw new Error(`APIKEYD_FUZZ_SEED=${process.env["APIKEYD_FUZZ_SEED"]}: a whole number is expected`);
 const CONCURRENCY = 16;
+/** 16 × 188: about 3,000 requests, which take one or two seconds; the time bound is a backstop. */
+const REQUESTS_PER_WORKER = 188;
+const MAX_WALL_MS = 10_000;
 const FUZZ_ADDRESS = "127.0.0.9";
 
 const form = (method: string, path: string, keys: string, body: string, type = "application/x-www-form-urlencoded"): string =>
@@ -178,15 +183,15 @@ describe(`fuzzing with seed ${SEED}`, () => {
     // checks from 127.0.0.1 are never affected.
     const ts = await startServer({ server: { throttle: { ...DEFAULT_THROTTLE, maxFailures: 50, blockMs: 1_000, maxBlockMs: 1_000 } } });
     const factoryKeys = (await call(ts, "GET", "/api/v1/apikeys", { rd: "rdKey2" })).text;
-    const random = seededRandom(SEED);
     const started = Date.now();
     const problems: string[] = [];
     const codes = new Map<number, number>();
     let sent = 0;
     let hung = 0;
 
-    const worker = async (): Promise<void> => {
-      while (sent < MAX_REQUESTS && Date.now() - started < MAX_WALL_MS) {
+    const worker = async (index: number): Promise<void> => {
+      const random = seededRandom(deriveSeed(SEED, index));
+      for (let n = 0; n < REQUESTS_PER_WORKER && Date.now() - started < MAX_WALL_MS; n++) {
         sent++;
         const bytes = mutate(random, CORPUS[Math.floor(random() * CORPUS.length)] as string);
         const reset = random() < 0.03;
@@ -195,18 +200,27 @@ describe(`fuzzing with seed ${SEED}`, () => {
         if (reset) continue; // a reset may cut the answer anywhere
         const check = checkAnswers(result.received);
         for (const code of check.codes) codes.set(code, (codes.get(code) ?? 0) + 1);
-        for (const p of check.problems) problems.push(`${p}\n  after sending ${JSON.stringify(bytes.toString("latin1"))}`);
+        const where = `worker ${index}, request ${n}`;
+        if (result.hung) problems.push(`no end within 8 s (${where})\n  after sending ${JSON.stringify(bytes.toString("latin1"))}`);
+        for (const p of check.problems) problems.push(`${p}\n  ${where}, after sending ${JSON.stringify(bytes.toString("latin1"))}`);
       }
     };
-    await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+    await Promise.all(Array.from({ length: CONCURRENCY }, (_, index) => worker(index)));
 
-    expect(problems.slice(0, 5)).toEqual([]);
-    expect(hung).toBe(0);
-    expect(codes.get(14)).toBeUndefined();
-    expect(codes.get(13)).toBeUndefined();
-    // The mutations reached the parser's refusals, the pipeline's and successful requests.
-    expect(sent).toBeGreaterThanOrEqual(50);
-    expect([0, 9].every((code) => codes.has(code))).toBe(true);
+    try {
+      expect(problems.slice(0, 5)).toEqual([]);
+      expect(hung).toBe(0);
+      expect(codes.get(14)).toBeUndefined();
+      expect(codes.get(13)).toBeUndefined();
+      // The mutations reached the parser's refusals, the pipeline's and successful requests.
+      expect(sent).toBeGreaterThanOrEqual(50);
+      expect([0, 9].every((code) => codes.has(code))).toBe(true);
+    } catch (error) {
+      const message = `fuzzing failed with seed ${SEED} after ${sent} requests (replay: APIKEYD_FUZZ_SEED=${SEED})`;
+      console.error(message);
+      throw new Error(`${message}: ${(error as Error).message}`, { cause: error });
+    }
+    if (sent < CONCURRENCY * REQUESTS_PER_WORKER) console.warn(`fuzzing: the ${MAX_WALL_MS / 1000} s bound cut the run to ${sent} requests`);
 
     expect((await call(ts, "GET", "/api/v1/device/0/address")).text).toBe(ok("004082ABCDEF"));
     expect((await call(ts, "GET", "/api/v1/apikeys", { rd: "rdKey2" })).text).toBe(factoryKeys);

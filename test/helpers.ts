@@ -158,6 +158,14 @@ export function ensureBuilt(): void {
   execFileSync(process.execPath, [join(ROOT_DIR, "scripts", "build.mjs"), "--if-needed"]);
 }
 
+/**
+ * The seed of the index-th of several generators drawn from one base seed (a fuzz worker, a crash
+ * round): each gets its own sequence, the same for the same base seed whatever the scheduling.
+ */
+export function deriveSeed(base: number, index: number): number {
+  return Math.floor(seededRandom((base ^ Math.imul(index + 1, 0x9e3779b9)) >>> 0)() * 2 ** 32);
+}
+
 /** mulberry32: a small seeded PRNG; the same seed gives the same sequence, so a failing run can be replayed. */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
