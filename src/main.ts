@@ -56,6 +56,7 @@ async function serve(options: Options, log: Logger): Promise<void> {
     lock.release();
     throw error;
   }
+  for (const warning of tlsFiles?.warnings ?? []) log.log("warn", warning);
   const report = device.provisioningReport();
   if (report.open.length > 0) {
     log.log("warn", "endpoints open to anyone (an empty key); acceptable only before provisioning", { endpoints: report.open.join(",") });
@@ -118,6 +119,7 @@ async function reload(device: Device, server: http.Server, options: Options, log
       const files = await readTls(options);
       if (files !== undefined) server.setSecureContext({ cert: files.cert, key: files.key });
       log.log("info", "reloaded the TLS certificate", { cert: options.tlsCert });
+      for (const warning of files?.warnings ?? []) log.log("warn", warning);
     } catch (error) {
       log.log("error", `TLS reload refused: ${(error as Error).message}; the old certificate stays`);
     }

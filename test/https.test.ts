@@ -3,13 +3,13 @@
 // a renewed certificate; unusable files stop the start with the file named.
 
 import { execFileSync, spawnSync } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
+import { chmod, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as tls from "node:tls";
 import { Agent } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { killServers, runCli, startCli } from "./cli-harness.ts";
-import { call, cleanup, closeAgents, ensureBuilt, ok, startServer, tempDir } from "./helpers.ts";
+import { call, cleanup, closeAgents, ensureBuilt, lacks, ok, startServer, tempDir } from "./helpers.ts";
 
 const hasOpenssl = spawnSync("openssl", ["version"]).status === 0;
 
@@ -43,7 +43,7 @@ function presentedCertificate(port: number, ca: string): Promise<string> {
   });
 }
 
-describe.skipIf(!hasOpenssl)("HTTPS", () => {
+describe.skipIf(lacks(hasOpenssl))("HTTPS", () => {
   it("answers the same API over TLS, verified against the certificate (library)", async () => {
     const { certFile, keyFile, cert } = await throwawayCertificate();
     const ts = await startServer({ server: { tls: { cert: await readFile(certFile), key: await readFile(keyFile) } } });
@@ -95,5 +95,18 @@ describe.skipIf(!hasOpenssl)("HTTPS", () => {
     const checked = await runCli(["check", "--state-dir", stateDir, "--tls-cert", certFile, "--tls-key", other.keyFile]);
     expect(checked.code).toBe(1);
     expect(checked.stdout).toContain(`problem: certificate ${certFile} with key ${other.keyFile}: `);
+  });
+
+  it("warns when every user may read the private key (at start, and in check); a private key gets no warning", async () => {
+    const { certFile, keyFile } = await throwawayCertificate();
+    const warning = `key ${keyFile} is readable by every user (mode 644); chmod o-r it`;
+    await chmod(keyFile, 0o644);
+    const open = await startCli(["--state-dir", await tempDir(), "--tls-cert", certFile, "--tls-key", keyFile]);
+    expect(open.log()).toContain(`WARN  ${warning}\n`);
+    const checked = await runCli(["check", "--state-dir", await tempDir(), "--tls-cert", certFile, "--tls-key", keyFile]);
+    expect(checked.stdout).toContain(`note: ${warning}\n`);
+    await chmod(keyFile, 0o640);
+    const closed = await startCli(["--state-dir", await tempDir(), "--tls-cert", certFile, "--tls-key", keyFile]);
+    expect(closed.log()).not.toContain("readable by every user");
   });
 });

@@ -316,3 +316,18 @@ describe("pipelined requests and 100-continue (review findings)", () => {
     expect((await answeredKeepingAlive(`GET /api/v1/properties/name/ HTTP/1.1\r\n${H}${RD1}\r\n`)).text).toBe(ok("eNetMini1"));
   });
 });
+
+describe("every answer is JSON to a browser too", () => {
+  it("carries X-Content-Type-Options: nosniff: a success, a pipeline error, and a parser refusal", async () => {
+    const answers = [
+      await rawOnce(ts.port, FOLLOW_UP),
+      await rawOnce(ts.port, `GET /api/v1/nothing HTTP/1.1\r\n${H}\r\n`),
+      await rawOnce(ts.port, `GET /api/v1/device HTTP/1.1\r\n${H}bad header\r\n\r\n`),
+    ];
+    expect(answers.map((a) => [a.status, a.headers["x-content-type-options"]])).toEqual([
+      [200, "nosniff"],
+      [404, "nosniff"],
+      [400, "nosniff"],
+    ]);
+  });
+});

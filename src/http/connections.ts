@@ -163,7 +163,7 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Socket, log: Lo
   const body = ERROR_BODIES.get(entry.code) as Buffer;
   const answer =
     `HTTP/1.1 ${entry.status} ${http.STATUS_CODES[entry.status]}\r\nContent-Type: application/json\r\n` +
-    `Content-Length: ${body.length}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body.toString()}`;
+    `Content-Length: ${body.length}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body.toString()}`;
   const whenIdle = (): void => {
     const inFlight = responseInFlight(socket);
     if (inFlight) inFlight.once("close", whenIdle); // pipelined answers go first, in order

@@ -31,7 +31,8 @@ export function sendEnvelope(
   extra: Readonly<Record<string, string>> | undefined,
   closing: boolean,
 ): void {
-  const headers: string[] = ["Content-Type", "application/json", "Content-Length", String(body.length), "Cache-Control", "no-store"];
+  // nosniff: a browser never reads an answer as anything but JSON (no script or page made of it).
+  const headers: string[] = ["Content-Type", "application/json", "Content-Length", String(body.length), "Cache-Control", "no-store", "X-Content-Type-Options", "nosniff"];
   if (extra !== undefined) for (const [k, v] of Object.entries(extra)) headers.push(k, v);
   if (closing || (hasBody(req) && !bodiesRead.has(req))) headers.push("Connection", "close");
   res.writeHead(status, headers);

@@ -1,6 +1,6 @@
 /** HTTPS (`--tls-cert`, `--tls-key`): reading the PEM files and checking that they make a usable pair. */
 
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import type * as https from "node:https";
 import { createRequire } from "node:module";
 import type * as tls from "node:tls";
@@ -19,6 +19,8 @@ export const httpsModule = (): typeof https => loadBuiltin("node:https") as type
 export interface TlsFiles {
   readonly cert: Buffer;
   readonly key: Buffer;
+  /** What is usable but unwise (a key file others may read), for the log and `check`. */
+  readonly warnings: readonly string[];
 }
 
 /** A certificate or key that cannot be used; the message names the file. */
@@ -43,5 +45,15 @@ export async function readTlsFiles(certFile: string, keyFile: string): Promise<T
     // OpenSSL's reason ("no start line", "key values mismatch"); never the file's content.
     throw new TlsFileError(`certificate ${certFile} with key ${keyFile}: ${(error as Error).message}`);
   }
-  return { cert, key };
+  return { cert, key, warnings: await keyFileWarnings(keyFile) };
+}
+
+/**
+ * A private key that every user of the device may read hands them the server's identity. Only
+ * "others" is warned of: a group such as Debian's ssl-cert is the usual way to share a key.
+ */
+async function keyFileWarnings(keyFile: string): Promise<string[]> {
+  const mode = (await stat(keyFile).catch(() => undefined))?.mode;
+  if (mode === undefined || (mode & 0o004) === 0) return [];
+  return [`key ${keyFile} is readable by every user (mode ${(mode & 0o777).toString(8)}); chmod o-r it`];
 }

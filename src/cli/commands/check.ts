@@ -58,7 +58,8 @@ export async function check(configDir: string, stateDir: string, tls: { cert: st
   }
   if (tls !== undefined) {
     try {
-      await readTlsFiles(tls.cert, tls.key);
+      const files = await readTlsFiles(tls.cert, tls.key);
+      notes.push(...files.warnings);
     } catch (error) {
       if (!(error instanceof TlsFileError)) throw error;
       problems.push(error.message);
