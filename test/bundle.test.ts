@@ -14,7 +14,7 @@ import { builtinModules } from "node:module";
 import { join } from "node:path";
 import { Agent } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { call, cleanup, closeAgents, CONFIG_DIR, ensureBuilt, ok, ROOT_DIR, tempDir } from "./helpers.ts";
+import { call, cleanup, closeAgents, CONFIG_DIR, ensureBuilt, lacks, ok, ROOT_DIR, tempDir } from "./helpers.ts";
 
 const BUNDLES = ["apikeyd.js", "provision.js"] as const;
 const SERVER = join(ROOT_DIR, "dist", "apikeyd.js");
@@ -156,7 +156,7 @@ describe.skipIf(!WANTED)("under Node 18", () => {
   });
 
   // Node 18 with Debian's OpenSSL 3.0: the TLS that the field runs.
-  it.skipIf(!hasOpenssl)("the server serves HTTPS", async () => {
+  it.skipIf(lacks(hasOpenssl))("the server serves HTTPS", async () => {
     const dir = await tempDir("apikeyd-tls-");
     const certFile = join(dir, "cert.pem");
     const keyFile = join(dir, "key.pem");

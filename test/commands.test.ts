@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadDevice } from "../src/state/load-device.ts";
 import { BUNDLE, killServers, runCli, startCli } from "./cli-harness.ts";
-import { call, cleanup, closeAgents, CONFIG_DIR, copyConfig, ensureBuilt, failure, ok, ROOT_DIR, startServer, tempDir } from "./helpers.ts";
+import { call, cleanup, closeAgents, CONFIG_DIR, copyConfig, ensureBuilt, failure, lacks, ok, ROOT_DIR, startServer, tempDir } from "./helpers.ts";
 
 beforeAll(ensureBuilt);
 afterEach(async () => {
@@ -219,7 +219,7 @@ describe("reset", () => {
   });
 
   const hasScript = spawnSync("script", ["--version"]).status === 0;
-  it.skipIf(!hasScript)("asks on a terminal: n keeps everything, y resets", async () => {
+  it.skipIf(lacks(hasScript))("asks on a terminal: n keeps everything, y resets", async () => {
     const stateDir = await seededState();
     await runCli(["keys", "set", "data", "--rd", "mine", "--state-dir", stateDir]);
     const before = await snapshot(stateDir);

@@ -183,5 +183,8 @@ export function seededRandom(seed: number): () => number {
  * where `.ci/run` installs every tool, so that a missing one fails instead of passing unseen.
  */
 export function lacks(present: boolean): boolean {
-  return !present && process.env["CI"] !== "true";
+  return !present && !IN_CI;
 }
+
+/** Whether this run is CI's (`CI=true`): every tool a test needs is then required, never skipped for. */
+export const IN_CI = process.env["CI"] === "true";

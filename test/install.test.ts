@@ -6,7 +6,7 @@ import { chmod, chown, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { cleanup, CONFIG_DIR, ensureBuilt, ROOT_DIR, tempDir } from "./helpers.ts";
+import { cleanup, CONFIG_DIR, ensureBuilt, lacks, ROOT_DIR, tempDir } from "./helpers.ts";
 
 const run = promisify(execFile);
 const INSTALL = join(ROOT_DIR, "scripts", "install.sh");
@@ -70,7 +70,7 @@ describe("scripts/install.sh with DESTDIR", () => {
   // As root, the command runs as the service user: what it writes stays the service's. Staged with
   // the user "nobody" standing in for apikeyd.
   const asRoot = process.getuid?.() === 0 && spawnSync("runuser", ["-u", "nobody", "--", process.execPath, "--version"]).status === 0;
-  it.skipIf(!asRoot)("run by root, the command works as the service user", async () => {
+  it.skipIf(lacks(asRoot))("run by root, the command works as the service user", async () => {
     const { root } = await stage({ SERVICE_USER: "nobody" });
     await chmod(root, 0o755);
     const stateDir = join(root, "var/lib/apikeyd");
@@ -84,7 +84,7 @@ describe("scripts/install.sh with DESTDIR", () => {
     expect((await run(wrapper, ["keys", "show"], { env })).stdout).toContain("\ndata        rdKey7  wrKey7\n".replace("rdKey7", "field "));
   });
 
-  it.skipIf(!hasSystemdAnalyze)("installs units that systemd-analyze verify accepts without a warning", async () => {
+  it.skipIf(lacks(hasSystemdAnalyze))("installs units that systemd-analyze verify accepts without a warning", async () => {
     for (const port of ["8080", "80"]) {
       const { root } = await stage({ PORT: port });
       const unit = join(root, "etc/systemd/system/apikeyd.service");

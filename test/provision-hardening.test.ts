@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { UnsafeFileError } from "../src/provision/files.ts";
 import { Journal, readJournal, type Intent } from "../src/provision/journal.ts";
 import { NODE_FS, writeFileDurably } from "../src/state/store.ts";
-import { call, cleanup, closeAgents, CONFIG_DIR, ensureBuilt, startServer, tempDir } from "./helpers.ts";
+import { call, cleanup, closeAgents, CONFIG_DIR, ensureBuilt, lacks, startServer, tempDir } from "./helpers.ts";
 import { expectDeviceHolds, FACTORY, hostOf, readSecrets, ROOMY_FLAG, ROOMY_THROTTLE, runTool, spawnTool, startFleet, writeInventory } from "./provision-harness.ts";
 
 beforeAll(ensureBuilt, 60_000);
@@ -103,7 +103,7 @@ describe("two runs on the same output file", () => {
   });
 });
 
-describe.skipIf(!IS_ROOT)("files planted in the output folder (run as root)", () => {
+describe.skipIf(lacks(IS_ROOT))("files planted in the output folder (run as root)", () => {
   /** Runs the tool on one factory device, expecting a refusal that names `message`; the device keeps its factory keys. */
   async function refused(dir: string, out: string, message: string): Promise<void> {
     const [ts] = await startFleet(1);

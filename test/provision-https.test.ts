@@ -13,7 +13,7 @@ import * as tls from "node:tls";
 import { Agent } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseInventory } from "../src/provision/inventory.ts";
-import { call, cleanup, closeAgents, ensureBuilt, startServer, tempDir } from "./helpers.ts";
+import { call, cleanup, closeAgents, ensureBuilt, lacks, startServer, tempDir } from "./helpers.ts";
 import {
   allKeys,
   closedPort,
@@ -120,7 +120,7 @@ describe("--ca", () => {
   });
 });
 
-describe.skipIf(!hasOpenssl)("HTTPS devices", () => {
+describe.skipIf(lacks(hasOpenssl))("HTTPS devices", () => {
   it("without --ca the HTTPS devices fail with the reason and the plain one is done; with --ca a re-run does them", async () => {
     const dir = await tempDir();
     const [first, second] = await Promise.all([throwawayCertificate("first"), throwawayCertificate("second")]);

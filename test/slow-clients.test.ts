@@ -9,7 +9,7 @@ import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import * as tls from "node:tls";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { call, cleanup, closeAgents, ok, startServer, tempDir, type TestServer } from "./helpers.ts";
+import { call, cleanup, closeAgents, lacks, ok, startServer, tempDir, type TestServer } from "./helpers.ts";
 import { RawClient } from "./raw-client.ts";
 
 const attackers: Socket[] = [];
@@ -146,7 +146,7 @@ describe("a request in progress is never cut to make room", () => {
   });
 
   const hasOpenssl = spawnSync("openssl", ["version"]).status === 0;
-  it.skipIf(!hasOpenssl)("also over TLS, where the busy connection is a TLSSocket around the counted TCP socket", async () => {
+  it.skipIf(lacks(hasOpenssl))("also over TLS, where the busy connection is a TLSSocket around the counted TCP socket", async () => {
     const dir = await tempDir("apikeyd-tls-");
     const [certFile, keyFile] = [join(dir, "cert.pem"), join(dir, "key.pem")];
     execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",

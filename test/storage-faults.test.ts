@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { isTempFileName } from "../src/state/store.ts";
 import { FaultFs, type Step } from "./fault-fs.ts";
-import { call, cleanup, closeAgents, failure, ok, startServer, type TestServer } from "./helpers.ts";
+import { call, cleanup, closeAgents, failure, IN_CI, ok, startServer, type TestServer } from "./helpers.ts";
 
 const STORAGE_FAILED = failure(13, "JSON_ERROR_STORAGE");
 const PROPERTIES = { rd: "rdKey1", wr: "wrKey1" };
@@ -181,6 +181,7 @@ describe("a real file system that is full or read-only (tmpfs)", () => {
   it("full: 503 and nothing changed; once space is freed the same PUT works without a restart", async (ctx) => {
     const mount = await mountTmpfs("256k");
     if ("reason" in mount) {
+      if (IN_CI) throw new Error(`CI needs a tmpfs mount: ${mount.reason}`);
       console.warn(mount.reason);
       return ctx.skip(mount.reason);
     }
@@ -202,6 +203,7 @@ describe("a real file system that is full or read-only (tmpfs)", () => {
   it("read-only: 503 and nothing changed; once writable again the same PUT works without a restart", async (ctx) => {
     const mount = await mountTmpfs("256k");
     if ("reason" in mount) {
+      if (IN_CI) throw new Error(`CI needs a tmpfs mount: ${mount.reason}`);
       console.warn(mount.reason);
       return ctx.skip(mount.reason);
     }
