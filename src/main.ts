@@ -144,7 +144,7 @@ async function main(argv: readonly string[]): Promise<number | undefined> {
     process.stdout.write(VERSION + "\n");
     return 0;
   }
-  const log = createLogger(options.logFormat);
+  const log = createLogger(options.logFormat, undefined, { requests: options.logRequests });
   if (options.command.length > 0) return runCommand(options, processIo(log));
   try {
     await serve(options, log);

@@ -49,10 +49,10 @@ export function killServers(): void {
   running.clear();
 }
 
-/** Starts the bundle; resolves once it listens, rejects with its log if it exits first. */
-export async function startCli(args: readonly string[]): Promise<CliServer> {
+/** Starts the bundle (with `env` added to the environment); resolves once it listens, rejects with its log if it exits first. */
+export async function startCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<CliServer> {
   const withConfig = args.includes("--config-dir") ? args : [...args, "--config-dir", CONFIG_DIR];
-  const child = spawn(process.execPath, [BUNDLE, "--host", "127.0.0.1", "--port", "0", ...withConfig], { stdio: "pipe" });
+  const child = spawn(process.execPath, [BUNDLE, "--host", "127.0.0.1", "--port", "0", ...withConfig], { stdio: "pipe", env: { ...process.env, ...env } });
   running.add(child);
   let log = "";
   const exited = new Promise<number | null>((resolve) =>

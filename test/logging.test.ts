@@ -1,4 +1,4 @@
-// The log: one line per answered request (time, client, method, path without the query, status,
+// The log: events always; with --log-requests, also one line per answered request (time, client, method, path without the query, status,
 // duration, the pair that let it in), text for a terminal or one JSON object per line; key changes
 // and refused keys as audit events. Never a key, a query string or a body.
 
@@ -21,7 +21,7 @@ const SECRETS = ["rdKey1", "wrKey1", "rdKey2", "wrKey2", "wrongKey", "s3cret-Rd"
 /** A server whose log lines land in an array. */
 async function loggedServer(format: LogFormat): Promise<{ ts: Awaited<ReturnType<typeof startServer>>; lines: string[] }> {
   const lines: string[] = [];
-  const ts = await startServer({ server: { log: createLogger(format, (line) => lines.push(line)) } });
+  const ts = await startServer({ server: { log: createLogger(format, (line) => lines.push(line), { requests: true }) } });
   return { ts, lines };
 }
 
@@ -73,7 +73,7 @@ describe("request and audit lines", () => {
 
   it("quotes a path that could break the line, and cuts a very long one", async () => {
     const lines: string[] = [];
-    const log = createLogger("text", (l) => lines.push(l));
+    const log = createLogger("text", (l) => lines.push(l), { requests: true });
     log.request?.("127.0.0.1", "GET", '/api/v1/a"b', 404, 0.1234, "-");
     expect(lines[0]).toMatch(/ GET "\/api\/v1\/a\\"b" 404 0\.123ms -$/);
     const { ts, lines: served } = await loggedServer("json");
@@ -81,8 +81,8 @@ describe("request and audit lines", () => {
     expect(JSON.parse(served.at(-1) as string)).toMatchObject({ path: `/api/v1/properties/${"x".repeat(256 - 19)}...`, status: 200 });
   });
 
-  it("the bundle with --log-format json writes nothing but JSON lines to stderr", async () => {
-    const server = await startCli(["--state-dir", await tempDir(), "--log-format", "json"]);
+  it("the bundle with --log-format json --log-requests writes nothing but JSON lines to stderr", async () => {
+    const server = await startCli(["--state-dir", await tempDir(), "--log-format", "json", "--log-requests"]);
     await traffic(server);
     expect(await server.stop()).toBe(0);
     const lines = server.log().trimEnd().split("\n");
@@ -91,5 +91,53 @@ describe("request and audit lines", () => {
     expect(entries.map((e) => e["msg"])).toContain("listening");
     expect(entries.at(-1)).toMatchObject({ level: "info", msg: "stopped" });
     for (const secret of SECRETS) expect(server.log()).not.toContain(secret);
+  });
+});
+
+describe("request lines are opt-in", () => {
+  it("by default the bundle logs events (start, refused key, key change, stop) but no request line", async () => {
+    const server = await startCli(["--state-dir", await tempDir(), "--log-format", "json"]);
+    await traffic(server);
+    expect(await server.stop()).toBe(0);
+    const entries = server.log().trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(entries.filter((e) => e["msg"] === "request")).toEqual([]);
+    const events = entries.map((e) => e["event"] ?? e["msg"]);
+    for (const event of ["listening", "key-refused", "key-changed", "stopping", "stopped"]) expect(events).toContain(event);
+  });
+
+  it.each([
+    ["1", 6],
+    ["true", 6],
+    ["0", 0],
+    ["", 0],
+  ])("APIKEYD_LOG_REQUESTS=%j gives %i request lines", async (value, count) => {
+    const server = await startCli(["--state-dir", await tempDir()], { APIKEYD_LOG_REQUESTS: value });
+    await traffic(server);
+    expect(await server.stop()).toBe(0);
+    expect(server.log().split("\n").filter((l) => / REQ {3}/.test(l))).toHaveLength(count);
+  });
+
+  it("a block by the throttle is an event, once, with its length; the 429s after it are not", async () => {
+    const lines: string[] = [];
+    const ts = await startServer({ server: { log: createLogger("json", (line) => lines.push(line)), throttle: { maxFailures: 3, windowMs: 60_000, blockMs: 30_000, maxBlockMs: 900_000, offenceMemoryMs: 3_600_000, maxAddresses: 100 }, clock: () => 1_000_000 } });
+    for (let i = 0; i < 3; i++) expect((await call(ts, "GET", "/api/v1/properties", { rd: "wrongKey" })).status).toBe(401);
+    expect((await call(ts, "GET", "/api/v1/properties", { rd: "rdKey1" })).status).toBe(429);
+    const entries = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(entries.filter((e) => e["event"] === "key-refused")).toHaveLength(3);
+    expect(entries.filter((e) => e["event"] === "throttle-block")).toEqual([expect.objectContaining({ level: "warn", client: "127.0.0.1", seconds: 30 })]);
+    expect(entries.filter((e) => e["msg"] === "request")).toEqual([]);
+  });
+
+  it("a library logger without the option has no request method, so the pipeline builds no line", () => {
+    expect(createLogger("text", () => undefined).request).toBeUndefined();
+    expect(createLogger("json", () => undefined, { requests: true }).request).toBeTypeOf("function");
+  });
+
+  it("refuses a variable that is neither on nor off, without quoting it", async () => {
+    const { parseOptions } = await import("../src/cli/options.ts");
+    expect(parseOptions([], { APIKEYD_LOG_REQUESTS: "1" }).logRequests).toBe(true);
+    expect(parseOptions(["--log-requests"], { APIKEYD_LOG_REQUESTS: "0" }).logRequests).toBe(true);
+    expect(parseOptions([], {}).logRequests).toBe(false);
+    expect(() => parseOptions([], { APIKEYD_LOG_REQUESTS: "s3cret" })).toThrow(/^APIKEYD_LOG_REQUESTS takes 1, true, yes, on, or 0, false, no, off$/);
   });
 });

@@ -42,7 +42,7 @@ describe.each(["text", "json"] as LogFormat[])("the %s log and the error answers
     let clockBroken = false;
     const ts = await startServer({
       server: {
-        log: createLogger(format, (line) => lines.push(line)),
+        log: createLogger(format, (line) => lines.push(line), { requests: true }),
         clock: () => {
           if (clockBroken) throw new Error("clock unreadable");
           return Date.now();

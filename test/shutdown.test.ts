@@ -33,7 +33,7 @@ function received(socket: net.Socket, pattern: RegExp): Promise<string> {
 describe("SIGTERM", () => {
   it("finishes a PUT whose body is half sent, keeps the change, and exits 0", async () => {
     const stateDir = await tempDir();
-    const server = await startCli(["--state-dir", stateDir]);
+    const server = await startCli(["--state-dir", stateDir, "--log-requests"]);
     const body = "name=survived-the-stop";
     const socket = net.connect(server.port, "127.0.0.1");
     await new Promise((resolve) => socket.once("connect", resolve));

@@ -97,8 +97,8 @@ export class Throttle {
     return entry.blockedUntil > now ? entry.blockedUntil - now : 0;
   }
 
-  /** Counts one wrong key from the address; blocks it when the window fills up. */
-  recordFailure(address: string, now = Date.now()): void {
+  /** Counts one wrong key from the address; blocks it when the window fills up. Returns the length of a block it starts, else 0. */
+  recordFailure(address: string, now = Date.now()): number {
     this.forgetOldOffenders(now);
     const key = throttleKey(address);
     let entry = this.offenders.get(key);
@@ -114,11 +114,13 @@ export class Throttle {
         entry = this.untracked;
       }
     }
-    if (this.count(entry, now) && entry !== this.untracked) {
+    const blocked = this.count(entry, now);
+    if (blocked && entry !== this.untracked) {
       this.watched.delete(key);
       this.offenders.delete(key); // re-inserted: offenders are in the order of their latest offence
       this.offenders.set(key, entry);
     }
+    return blocked ? entry.blockedUntil - now : 0;
   }
 
   /** Counts a wrong key in an entry; true when it starts a block. */

@@ -12,6 +12,8 @@ export interface Options {
   readonly stateDir: string;
   readonly allowedHosts: readonly string[] | undefined;
   readonly logFormat: LogFormat;
+  /** One log line per answered request (off by default; events are always logged). */
+  readonly logRequests: boolean;
   readonly throttle: ThrottleOptions;
   readonly help: boolean;
   readonly version: boolean;
@@ -36,13 +38,14 @@ const FLAGS = {
   "state-dir": { env: "APIKEYD_STATE_DIR", help: "live state, one file per endpoint (default: ./var)" },
   "allowed-hosts": { env: "APIKEYD_ALLOWED_HOSTS", help: "comma-separated Host header values to accept, e.g. 192.168.15.100:8080 (default: any)" },
   "log-format": { env: "APIKEYD_LOG_FORMAT", help: "text or json (default: text)" },
+  "log-requests": { env: "APIKEYD_LOG_REQUESTS", help: "also log one line per answered request (default: off; 1/true or 0/false)", boolean: true },
   "tls-cert": { env: "APIKEYD_TLS_CERT", help: "certificate chain, PEM: serve HTTPS (with --tls-key)" },
   "tls-key": { env: "APIKEYD_TLS_KEY", help: "private key of the certificate, PEM" },
   "throttle-attempts": { env: "APIKEYD_THROTTLE_ATTEMPTS", help: "wrong keys from one address that block it (default: 10)" },
   "throttle-window": { env: "APIKEYD_THROTTLE_WINDOW", help: "seconds in which those wrong keys count (default: 60)" },
   "throttle-block": { env: "APIKEYD_THROTTLE_BLOCK", help: "seconds of the first block, doubled per further offence within an hour (default: 30)" },
   "throttle-max-block": { env: "APIKEYD_THROTTLE_MAX_BLOCK", help: "longest block in seconds (default: 900)" },
-} as const;
+} as const satisfies Record<string, { env: string; help: string; boolean?: true }>;
 
 type FlagName = keyof typeof FLAGS;
 
@@ -76,7 +79,7 @@ export function helpText(): string {
 /** Parses argv (without node and the script) and the environment; flags win over variables. */
 export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options {
   const spec: ArgSpec = {
-    ...Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: "string" as const }])),
+    ...Object.fromEntries(Object.entries(FLAGS).map(([k, f]) => [k, { type: "boolean" in f ? ("boolean" as const) : ("string" as const) }])),
     help: { type: "boolean", short: "h" },
     version: { type: "boolean" },
     rd: { type: "string" },
@@ -97,6 +100,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
     return v === undefined ? fallbackMs : wholeNumber(name, v, 1, 86_400) * 1000;
   };
   const logFormat = get("log-format") ?? "text";
+  const logRequests = values["log-requests"] === true || onOff(FLAGS["log-requests"].env, env[FLAGS["log-requests"].env]);
   if (logFormat !== "text" && logFormat !== "json") throw new UsageError(`--log-format must be text or json, not "${logFormat}"`);
   const portText = get("port");
   const hosts = get("allowed-hosts");
@@ -114,6 +118,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
     stateDir: get("state-dir") ?? "./var",
     allowedHosts: hosts === undefined ? undefined : Object.freeze(hosts.split(",").map((h) => h.trim()).filter((h) => h !== "")),
     logFormat,
+    logRequests,
     throttle: Object.freeze({
       ...DEFAULT_THROTTLE,
       maxFailures: attempts === undefined ? DEFAULT_THROTTLE.maxFailures : wholeNumber("throttle-attempts", attempts, 1, 1_000),
@@ -131,4 +136,12 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
     keysOnly: values["keys-only"] === true,
     yes: values["yes"] === true,
   });
+}
+
+/** A boolean environment variable: unset or empty is off; anything but 1/true/yes/on or 0/false/no/off is refused. */
+function onOff(variable: string, value: string | undefined): boolean {
+  const v = (value ?? "").toLowerCase();
+  if (v === "" || v === "0" || v === "false" || v === "no" || v === "off") return false;
+  if (v === "1" || v === "true" || v === "yes" || v === "on") return true;
+  throw new UsageError(`${variable} takes 1, true, yes, on, or 0, false, no, off`);
 }

@@ -14,19 +14,33 @@ export interface Logger {
   request?(client: string, method: string, path: string, status: number, ms: number, pair: string): void;
 }
 
-/** A logger writing lines to `write` (standard error by default, see stderrLines). */
-export function createLogger(format: LogFormat = "text", write: LineWriter = stderrLines()): Logger {
+/** What a logger writes besides events. */
+export interface LoggerOptions {
+  /**
+   * One line per answered request (`--log-requests`). Off by default: on an appliance, a line per
+   * request is a write per request to the journal (an SD card), and it costs the read path.
+   */
+  readonly requests?: boolean;
+}
+
+/**
+ * A logger writing lines to `write` (standard error by default, see stderrLines). Events (start, stop,
+ * refused keys, key changes, faults) are always written; request lines only with `requests`.
+ */
+export function createLogger(format: LogFormat = "text", write: LineWriter = stderrLines(), options: LoggerOptions = {}): Logger {
+  const log: Logger["log"] = (level, message, fields = {}) => {
+    const time = timestamp();
+    if (format === "json") {
+      write(JSON.stringify({ time, level, msg: message, ...fields }), true);
+      return;
+    }
+    let line = `${time} ${level.toUpperCase().padEnd(5)} ${message}`;
+    for (const [k, v] of Object.entries(fields)) if (v !== undefined) line += ` ${k}=${formatValue(v)}`;
+    write(line, true);
+  };
+  if (options.requests !== true) return { log };
   return {
-    log(level, message, fields = {}) {
-      const time = timestamp();
-      if (format === "json") {
-        write(JSON.stringify({ time, level, msg: message, ...fields }), true);
-        return;
-      }
-      let line = `${time} ${level.toUpperCase().padEnd(5)} ${message}`;
-      for (const [k, v] of Object.entries(fields)) if (v !== undefined) line += ` ${k}=${formatValue(v)}`;
-      write(line, true);
-    },
+    log,
     request(client, method, path, status, ms, pair) {
       const time = timestamp();
       const duration = ms.toFixed(3);

@@ -127,8 +127,9 @@ export class Pipeline {
     if (presented === DUPLICATED) throw new ApiError(ERRORS.BAD_REQUEST);
     if (presented === undefined) throw new ApiError(denied);
     if (keyMatches(stored, presented)) return;
-    this.ctx.throttle.recordFailure(address, this.ctx.clock());
+    const blockMs = this.ctx.throttle.recordFailure(address, this.ctx.clock());
     this.ctx.log.log("warn", "refused key", { event: "key-refused", client: address, endpoint, header });
+    if (blockMs > 0) this.ctx.log.log("warn", "address blocked after too many wrong keys", { event: "throttle-block", client: address, seconds: Math.ceil(blockMs / 1000) });
     throw new ApiError(denied);
   }
 
