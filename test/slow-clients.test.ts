@@ -130,6 +130,41 @@ describe("with short timeouts", () => {
     expect(answer).toBe(ADDRESS);
     await until(() => accepted.slice(0, 4).every(isClosed), "the non-reading connections cut");
   });
+
+  it("spares a client that reads its answers late but keeps reading, however long its backlog lasts", async () => {
+    const ts = await startServer({ server: { headersTimeoutMs: 1_000, requestTimeoutMs: 1_000, keepAliveTimeoutMs: 1_000 } });
+    const accepted = acceptedSockets(ts);
+    const [reader] = (await idleSockets(ts.port, 1)) as [Socket];
+    await until(() => accepted.length === 1, "the connection accepted");
+    const served = accepted[0] as Socket;
+    reader.pause();
+    const burst = "GET /api/v1/device HTTP/1.1\r\nHost: device\r\n\r\n".repeat(100);
+    for (let round = 0; round < 400 && served.writableLength === 0; round++) {
+      reader.write(burst);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(served.writableLength).toBeGreaterThan(0);
+    // Then for 4 s, four times the request timeout: every 200 ms more requests, and 512 KiB of answers
+    // read: enough to free the kernel's buffers in between (a few MiB on loopback), so that the
+    // server sees its answers leave, but less than comes, so that a backlog stays all along.
+    const more = burst.repeat(20);
+    let budget = 0;
+    reader.on("data", (chunk: Buffer) => {
+      budget -= chunk.length;
+      if (budget <= 0) reader.pause();
+    });
+    let backlogged = 0;
+    for (let tick = 0; tick < 20; tick++) {
+      reader.write(more);
+      budget = 512 * 1024;
+      reader.resume();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      if (served.writableLength > 0) backlogged++;
+      expect(isClosed(served)).toBe(false);
+    }
+    // The server had answers waiting all along (or the test would show nothing).
+    expect(backlogged).toBeGreaterThan(15);
+  });
 });
 
 describe("a request in progress is never cut to make room", () => {

@@ -26,8 +26,9 @@ export interface ConnectionLimits {
 
 /** Installs every socket-level defence on `server`, routing requests to the pipeline. */
 export function defendConnections(server: http.Server, limits: ConnectionLimits, hooks: PipelineHooks): void {
-  capConnections(server, limits.maxConnections);
-  cutStalledReaders(server, limits.requestTimeoutMs);
+  const open = trackConnections(server);
+  capConnections(server, open, limits.maxConnections);
+  cutStalledReaders(server, open, limits.requestTimeoutMs);
   routeSpecialRequests(server, hooks, limits.requestTimeoutMs);
   answerParserErrors(server, hooks);
 }
@@ -49,25 +50,45 @@ function tcpSocketOf(tlsSocket: Socket): Socket | undefined {
 // ---- The defences ---------------------------------------------------------------------------------
 
 /**
+ * The open connections of a server, oldest first: each TCP socket with the socket its requests run
+ * on (itself, or over TLS the TLSSocket around it) and what the stalled-reader sweep last saw of it.
+ */
+interface Connection {
+  http: Socket;
+  /** Bytes that had left the socket's buffer at the last sweep that found some waiting; -1: none waiting. */
+  flushed: number;
+  /** When the sweep last saw bytes leave (or first saw some waiting). */
+  since: number;
+}
+
+type OpenConnections = Map<Socket, Connection>;
+
+function trackConnections(server: http.Server): OpenConnections {
+  const open: OpenConnections = new Map(); // insertion order: oldest first
+  server.on("connection", (socket: Socket) => {
+    open.set(socket, { http: socket, flushed: -1, since: 0 });
+    socket.once("close", () => open.delete(socket));
+  });
+  // Over TLS the requests run on a TLSSocket wrapped around the TCP socket counted here.
+  server.on("secureConnection", (tlsSocket: Socket) => {
+    const tcp = tcpSocketOf(tlsSocket);
+    const connection = tcp === undefined ? undefined : open.get(tcp);
+    if (connection !== undefined) connection.http = tlsSocket;
+  });
+  return open;
+}
+
+/**
  * Caps open connections at `max`. A connection beyond the cap closes the oldest one that is not
  * serving a request (idle, or still sending its headers), and only when every one is busy the
  * newcomer itself: a flood of idle or slow sockets cannot lock a real client out, whereas node's
  * own maxConnections would refuse everyone until they time out.
  */
-function capConnections(server: http.Server, max: number): void {
-  const open = new Set<Socket>(); // insertion order: oldest first
-  // Over TLS the requests run on a TLSSocket wrapped around the TCP socket counted here.
-  const httpSocketOf = new WeakMap<Socket, Socket>();
-  server.on("secureConnection", (tlsSocket: Socket) => {
-    const tcp = tcpSocketOf(tlsSocket);
-    if (tcp !== undefined) httpSocketOf.set(tcp, tlsSocket);
-  });
-  server.on("connection", (socket: Socket) => {
-    open.add(socket);
-    socket.once("close", () => open.delete(socket));
+function capConnections(server: http.Server, open: OpenConnections, max: number): void {
+  server.on("connection", () => {
     if (open.size <= max) return;
-    for (const candidate of open) {
-      if (responseInFlight(httpSocketOf.get(candidate) ?? candidate) !== undefined) continue;
+    for (const [candidate, connection] of open) {
+      if (responseInFlight(connection.http) !== undefined) continue;
       open.delete(candidate);
       candidate.destroy(); // over TLS, destroying the TCP socket closes the TLSSocket too
       return;
@@ -78,14 +99,45 @@ function capConnections(server: http.Server, max: number): void {
 /**
  * A client that sends requests but never reads the answers keeps its connection busy for ever:
  * node's request timeouts end when a request has arrived, and capConnections spares busy
- * connections. A connection on which nothing moved for `ms` while an answer waits to be written
- * is cut; one waiting for our own work (a slow disk) is left alone.
+ * connections. A connection whose answers wait to be written (bytes in its buffer) and of which
+ * nothing left for `ms` is cut; one waiting for our own work (a slow disk) has nothing to write and
+ * is left alone. Idle and half-sent requests are node's own timeouts' (headers, request, keep-alive).
+ *
+ * A sweep over the open connections, rather than a timeout on every socket: a socket timeout is a
+ * timer refreshed by every read and write of every connection, a cost on every request, whereas
+ * the sweep runs once a second (and no more often than `ms`) whatever the load. A stalled reader is
+ * cut between `ms` and `ms` plus one sweep after its answers stopped leaving.
  */
-function cutStalledReaders(server: http.Server, ms: number): void {
-  server.setTimeout(ms, (socket: Socket) => {
-    if (socket.writableLength > 0 || responseInFlight(socket) === undefined) socket.destroy();
+function cutStalledReaders(server: http.Server, open: OpenConnections, ms: number): void {
+  const sweep = (): void => {
+    const now = performance.now();
+    for (const connection of open.values()) {
+      const socket = connection.http;
+      const waiting = socket.writableLength;
+      if (waiting === 0) {
+        connection.flushed = -1;
+        continue;
+      }
+      const flushed = socket.bytesWritten - waiting;
+      if (flushed !== connection.flushed) {
+        connection.flushed = flushed;
+        connection.since = now;
+      } else if (now - connection.since >= ms) {
+        socket.destroy();
+      }
+    }
+  };
+  let timer: NodeJS.Timeout | undefined;
+  server.on("listening", () => {
+    clearInterval(timer);
+    timer = setInterval(sweep, Math.min(SWEEP_MS, ms));
+    timer.unref();
   });
+  server.on("close", () => clearInterval(timer));
 }
+
+/** How often the open connections are swept for stalled readers (node checks its own request timeouts as often). */
+const SWEEP_MS = 1_000;
 
 /**
  * Requests node would answer itself, in plain text, go through the pipeline instead. Node would send
