@@ -12,7 +12,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import * as os from "node:os";
 import { dirname, join } from "node:path";
 import {
-  APIKEYD_ARGS, BUNDLE, READS as ALL_READS, ROOT, captureAnswers, checkSameBytes, drive, killAll, median, memory,
+  APIKEYD_ARGS, BUNDLE, LOAD_GENERATOR, READS as ALL_READS, ROOT, WRK, captureAnswers, checkSameBytes, drive, driveWrk, killAll, median, memory,
   putRequest, readRequest, startForLoad, stop, summarize, timeStart,
 } from "./bench/lib.mjs";
 
@@ -22,15 +22,15 @@ const OPTIONS = {
   durationS: num("BENCH_DURATION", 3),
   rounds: num("BENCH_ROUNDS", 5),
   warmupS: num("BENCH_WARMUP", 1),
-  connections: num("BENCH_CONNECTIONS", 16),
+  connections: num("BENCH_CONNECTIONS", WRK ? 32 : 16),
   writers: num("BENCH_WRITERS", 16),
   starts: num("BENCH_STARTS", 9),
-  scenarios: (env.BENCH_SCENARIOS ?? "small,document,refused,put").split(",").map((s) => s.trim()),
+  scenarios: (env.BENCH_SCENARIOS ?? "small,logged,document,refused,put,provision").split(",").map((s) => s.trim()),
   dir: env.BENCH_DIR ?? os.tmpdir(),
   out: env.BENCH_OUT ?? join(ROOT, "bench-results", "latest.json"),
 };
 
-const TARGETS = { readRatio: 0.9, memoryMb: 12, startRatio: 1.5, putScaling: 3, bundleKb: 150 };
+const TARGETS = { readRatio: 0.9, memoryMb: 4, startRatio: 1.5, putScaling: 3, bundleKb: 150, provisionDeviceS: 5, provisionFleetS: 120 };
 
 const READS = ALL_READS.filter((s) => OPTIONS.scenarios.includes(s.name));
 const runDir = mkdtempSync(join(OPTIONS.dir, "apikeyd-bench-"));
@@ -85,7 +85,7 @@ function table(result) {
   lines.push("|---|---:|---:|---|");
   for (const s of result.reads) {
     const measured = `${f(s.ratio, 2)} (CPU ratio ${f(s.cpuRatio, 2)})`;
-    if (s.name === "refused") lines.push(`| ${s.title}, req/s ratio to bare | ${measured} | (none) | |`);
+    if (s.name === "refused" || s.name === "logged") lines.push(`| ${s.title}, req/s ratio to bare | ${measured} | (none) | |`);
     else lines.push(`| ${s.title}, req/s ratio to bare | ${measured} | ≥ ${TARGETS.readRatio} | ${verdict(s.ratio >= TARGETS.readRatio)} |`);
   }
   if (t.memory) lines.push(`| RSS after the read load, apikeyd − bare | ${f(t.memory.diffMb, 1)} MB (${f(t.memory.apikeydMb, 1)} vs ${f(t.memory.bareMb, 1)}) | ≤ ${TARGETS.memoryMb} MB | ${verdict(t.memory.diffMb <= TARGETS.memoryMb)} |`);
@@ -105,7 +105,7 @@ async function main() {
   const durationMs = OPTIONS.durationS * 1000;
   const warmupMs = OPTIONS.warmupS * 1000;
   console.log(`apikeyd bench: ${m.cpu}, ${m.cores} cores, ${m.memoryMb} MB, node ${m.node}, ${m.os}`);
-  console.log(`state folders under ${m.stateFolder}; ${OPTIONS.rounds} rounds of ${OPTIONS.durationS} s per server, ${OPTIONS.connections} connections for reads`);
+  console.log(`state folders under ${m.stateFolder}; ${OPTIONS.rounds} rounds of ${OPTIONS.durationS} s per server, ${OPTIONS.connections} connections for reads, load from ${LOAD_GENERATOR}`);
   console.log(`load average before: ${load0.map((x) => x.toFixed(2)).join(" ")}`);
   if (/tmpfs|ramfs/.test(m.stateFolder)) console.log("warning: the state folders are in memory (flushes cost nothing); set BENCH_DIR to a folder on the real disk");
 
@@ -114,28 +114,36 @@ async function main() {
   const bare = await startForLoad(runDir, "bare", "bare");
   await checkSameBytes(apikeyd, bare, READS);
   console.log("the bare server answers the same bytes as apikeyd (Date value aside) for every read scenario");
-  const servers = { apikeyd, bare };
+  // The same server with request lines on, for its own scenario; its lines go to a file.
+  const logged = READS.some((s) => s.logRequests) ? await startForLoad(runDir, "apikeyd", "apikeyd-logged", [], ["--log-requests"]) : undefined;
+
+  // wrk where it can (not for the refused reads, which must come from many source addresses).
+  const load = (server, s, ms) =>
+    WRK && !s.sources ? driveWrk(server, OPTIONS.connections, ms, s.path, s.headers, s.status) : drive(server, OPTIONS.connections, ms, readRequest(s), s.status, s.sources);
 
   const reads = [];
   for (const s of READS) {
-    for (const server of [apikeyd, bare]) await drive(server, OPTIONS.connections, warmupMs, readRequest(s), s.status, s.sources);
+    const servers = { apikeyd: s.logRequests ? logged : apikeyd, bare };
+    for (const server of Object.values(servers)) await load(server, s, warmupMs);
     const runs = { apikeyd: [], bare: [] };
     for (let r = 0; r < OPTIONS.rounds; r++) {
       for (const name of ["apikeyd", "bare"]) {
-        const run = await drive(servers[name], OPTIONS.connections, durationMs, readRequest(s), s.status, s.sources);
+        const run = await load(servers[name], s, durationMs);
         runs[name].push(run);
         console.log(`  ${s.name} round ${r + 1} ${name.padEnd(7)} ${f(run.rps).padStart(6)} req/s  p50 ${f(run.p50Ms, 2)} ms  p99 ${f(run.p99Ms, 2)} ms  server ${f(run.serverCpuUsPerReq, 1)} µs/req, CPU ${f(run.serverCpuPct)}%  client CPU ${f(run.clientCpuPct)}%`);
       }
     }
-    const entry = { name: s.name, title: s.title, path: s.path, status: s.status, apikeyd: summarize(runs.apikeyd), bare: summarize(runs.bare) };
-    entry.apikeyd.memory = memory(apikeyd.pid);
+    const entry = { name: s.name, title: s.title, path: s.path, status: s.status, load: WRK && !s.sources ? "wrk" : "undici", apikeyd: summarize(runs.apikeyd), bare: summarize(runs.bare) };
+    entry.apikeyd.memory = memory(servers.apikeyd.pid);
     entry.bare.memory = memory(bare.pid);
     // Ratios per round (each apikeyd run against the bare run right after it), then the median.
     entry.ratio = median(runs.apikeyd.map((run, i) => run.rps / runs.bare[i].rps));
     entry.cpuRatio = median(runs.apikeyd.map((run, i) => runs.bare[i].serverCpuUsPerReq / run.serverCpuUsPerReq));
     reads.push(entry);
   }
-  const memoryAfterReads = READS.length > 0 ? { apikeyd: memory(apikeyd.pid), bare: memory(bare.pid) } : undefined;
+  const memoryAfterReads = READS.some((s) => !s.logRequests) ? { apikeyd: memory(apikeyd.pid), bare: memory(bare.pid) } : undefined;
+  if (logged) memoryAfterReads && (memoryAfterReads.apikeydLogged = memory(logged.pid));
+  if (logged) await stop(logged);
   await stop(bare);
 
   const puts = [];
@@ -199,7 +207,7 @@ async function main() {
 
   console.log("");
   console.log(`Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryMb} MB RAM, ${m.os}, node ${m.node}; state folder on ${m.stateFolder}.`);
-  console.log(`Load: ${OPTIONS.connections} requests in flight over keep-alive connections (undici, pipelining 1; the refused reads from 128 loopback addresses, each below the throttle); medians of ${OPTIONS.rounds} rounds of ${OPTIONS.durationS} s, servers alternating. Load average ${load0.map((x) => x.toFixed(2)).join("/")} before, ${os.loadavg().map((x) => x.toFixed(2)).join("/")} after.`);
+  console.log(`Load: ${OPTIONS.connections} keep-alive connections, one request in flight on each, from ${LOAD_GENERATOR} (the refused reads from undici over 128 loopback addresses, each below the throttle; the PUTs from undici); medians of ${OPTIONS.rounds} rounds of ${OPTIONS.durationS} s, servers alternating. Load average ${load0.map((x) => x.toFixed(2)).join("/")} before, ${os.loadavg().map((x) => x.toFixed(2)).join("/")} after.`);
   console.log("");
   console.log(table(result));
   console.log("");

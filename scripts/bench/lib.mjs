@@ -3,6 +3,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
+import * as os from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Pool } from "undici";
@@ -22,6 +23,7 @@ const REFUSED_SOURCES = 128;
 /** The read scenarios; each target is distinct so that the bare server can answer by target alone. */
 export const READS = [
   { name: "small", title: "authenticated small read", path: "/api/v1/properties/name", headers: { ApiRdKey: "rdKey1" }, status: 200 },
+  { name: "logged", title: "authenticated small read, with --log-requests", path: "/api/v1/properties/name", headers: { ApiRdKey: "rdKey1" }, status: 200, logRequests: true },
   { name: "document", title: "whole-document read", path: "/api/v1/apikeys", headers: { ApiRdKey: "rdKey2" }, status: 200 },
   { name: "refused", title: "refused read (wrong key)", path: "/api/v1/properties", headers: { ApiRdKey: "wrongKey" }, status: 401, sources: REFUSED_SOURCES },
 ];
@@ -39,12 +41,32 @@ export function killAll() {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
 }
 
+// ---------------------------------------------------------------------------------------------
+// wrk, when installed: the load generator of the issue's measurements (C, one thread, much cheaper
+// per request than undici). On a machine with 2 or more cores it runs pinned to core 0 and the
+// servers to core 1 (taskset), so that neither steals the other's core. BENCH_LOAD=undici forces undici.
+
+const which = (tool) => {
+  try {
+    execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+};
+export const WRK = process.env.BENCH_LOAD !== "undici" && which("wrk");
+const PIN = WRK && which("taskset") && os.cpus().length >= 2;
+/** The command prefix that pins a server (core 1) or the load generator (core 0), when pinning. */
+export const pinned = (core, argv) => (PIN ? ["taskset", "-c", String(core), ...argv] : argv);
+export const LOAD_GENERATOR = WRK ? `wrk (one thread${PIN ? ", pinned to core 0, the servers to core 1" : ""})` : "undici";
+
 /** Starts a server whose stderr goes to a file (the load never waits on a pipe); resolves once it listens. */
-export async function startForLoad(runDir, kind, label, nodeArgs = []) {
+export async function startForLoad(runDir, kind, label, nodeArgs = [], extraArgs = []) {
   const logPath = join(runDir, `${label}.log`);
   const fd = openSync(logPath, "w");
-  const args = kind === "apikeyd" ? [BUNDLE, ...APIKEYD_ARGS, "--state-dir", join(runDir, `${label}-state`)] : [BARE, join(runDir, "answers.json")];
-  const proc = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ["ignore", "ignore", fd], env: CHILD_ENV });
+  const args = kind === "apikeyd" ? [BUNDLE, ...APIKEYD_ARGS, ...extraArgs, "--state-dir", join(runDir, `${label}-state`)] : [BARE, join(runDir, "answers.json")];
+  const [command, ...argv] = pinned(1, [process.execPath, ...nodeArgs, ...args]);
+  const proc = spawn(command, argv, { stdio: ["ignore", "ignore", fd], env: CHILD_ENV });
   children.add(proc);
   closeSync(fd);
   const deadline = Date.now() + 15_000;
@@ -237,6 +259,61 @@ export async function drive(server, concurrency, durationMs, makeRequest, expect
     clientCpuPct: ((client.user + client.system) / 1e6 / elapsedS) * 100,
     rssMbAfter: memory(server.pid).rssMb,
   };
+}
+
+/**
+ * The same measurement as drive(), with wrk: `connections` keep-alive connections, one thread, for
+ * `durationMs`, every request `path` with `headers`. Any status but `expectStatus` fails the run.
+ */
+export async function driveWrk(server, connections, durationMs, path, headers, expectStatus) {
+  const args = ["-t1", `-c${connections}`, `-d${Math.max(1, Math.round(durationMs / 1000))}s`, "--latency", "--timeout", "5s"];
+  for (const [k, v] of Object.entries(headers)) args.push("-H", `${k}: ${v}`);
+  args.push(server.url + path);
+  const [command, ...argv] = pinned(0, ["wrk", ...args]);
+  const cpu0 = cpuMs(server.pid);
+  const children0 = childrenCpuMs();
+  const t0 = performance.now();
+  const out = await new Promise((resolve, reject) => {
+    const child = spawn(command, argv, { stdio: ["ignore", "pipe", "pipe"] });
+    children.add(child);
+    let text = "";
+    child.stdout.on("data", (c) => (text += c));
+    child.stderr.on("data", (c) => (text += c));
+    child.on("error", reject);
+    child.on("exit", (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk exited ${code}:\n${text}`))));
+  });
+  const elapsedS = (performance.now() - t0) / 1000;
+  const serverCpuMs = cpuMs(server.pid) - cpu0;
+  const clientCpuMs = childrenCpuMs() - children0;
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
+  const wrkSeconds = Number(/requests in ([\d.]+)(m?s)/.exec(out)?.[1]) / (/requests in [\d.]+ms/.test(out) ? 1000 : 1);
+  const errors = /Socket errors: (.*)/.exec(out)?.[1];
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  const unexpected = expectStatus >= 200 && expectStatus < 400 ? non2xx : requests - non2xx;
+  if (!Number.isFinite(requests) || unexpected > 0 || errors !== undefined) throw new Error(`${server.kind}: wrk: ${unexpected} answers other than ${expectStatus}, socket errors: ${errors ?? "none"}\n${out}`);
+  return {
+    requests,
+    rps: requests / wrkSeconds,
+    p50Ms: wrkLatencyMs(out, "50%"),
+    p99Ms: wrkLatencyMs(out, "99%"),
+    serverCpuUsPerReq: (serverCpuMs * 1000) / requests,
+    serverCpuPct: serverCpuMs / 10 / elapsedS,
+    clientCpuPct: (clientCpuMs / 10) / elapsedS,
+    rssMbAfter: memory(server.pid).rssMb,
+  };
+}
+
+function wrkLatencyMs(out, percentile) {
+  const m = new RegExp(`^\\s*${percentile}\\s+([\\d.]+)(us|ms|s)\\s*$`, "m").exec(out);
+  if (m === null) return NaN;
+  return Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2]];
+}
+
+/** CPU time (user + system, ms) of this process's children that have been waited for. */
+function childrenCpuMs() {
+  const stat = readFileSync("/proc/self/stat", "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(fields[13]) + Number(fields[14])) * 1000) / CLOCK_TICKS;
 }
 
 export const percentile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];

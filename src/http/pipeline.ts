@@ -6,7 +6,7 @@
 
 import type * as http from "node:http";
 import { auditKeySet, type AuditTrail } from "../access/audit.ts";
-import { DUPLICATED, keyMatches, presentedKeys } from "../access/keys.ts";
+import { DUPLICATED, keyMatches } from "../access/keys.ts";
 import type { Throttle } from "../access/throttle.ts";
 import { factoryKeysOf, WEAK_KEY_HEADER, weakKeyHeader, type WeakKeyWarning } from "../access/weak-keys.ts";
 import type { Clock } from "../common/clock.ts";
@@ -17,6 +17,7 @@ import { isObject } from "../state/schema.ts";
 import { applyWrite } from "../state/write-rules.ts";
 import { bodyFormat, parseBody, readBody } from "./body.ts";
 import { ApiError, ERRORS, okEnvelope, type CatalogueEntry } from "./errors.ts";
+import { scanHeads, type Heads } from "./heads.ts";
 import { ERROR_BODIES, loggedPath, markBodyRead, sendEnvelope, type Request } from "./send.ts";
 
 const PREFIX = "/api/v1/";
@@ -45,16 +46,19 @@ export class Pipeline {
   private readonly trail: AuditTrail;
   /** The factory keys, which a PUT is warned about setting again. */
   private readonly factoryKeys: ReadonlySet<string>;
+  /** Whether answers get a request line (the requests are then `Request`s, see server.ts). */
+  private readonly logRequests: boolean;
 
   constructor(private readonly ctx: PipelineContext) {
     this.trail = { log: ctx.log, secret: ctx.device.fingerprintSecret };
     this.factoryKeys = factoryKeysOf(ctx.device.factory.get(APIKEYS_ENDPOINT));
+    this.logRequests = ctx.log.request !== undefined;
   }
 
   /** Serves one request; every failure becomes its catalogue envelope. */
   readonly dispatch = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     try {
-      const pending = this.handle(req, res);
+      const pending = this.handle(req, res, scanHeads(req.rawHeaders));
       if (pending !== undefined) pending.catch((error: unknown) => this.fail(req, res, error));
     } catch (error) {
       this.fail(req, res, error);
@@ -66,10 +70,10 @@ export class Pipeline {
     this.fail(req, res, new ApiError(entry));
   };
 
-  private handle(req: http.IncomingMessage, res: http.ServerResponse): void | Promise<void> {
+  private handle(req: http.IncomingMessage, res: http.ServerResponse, heads: Heads): void | Promise<void> {
     const url = req.url ?? "";
     if (url.length > this.ctx.maxUrlBytes) throw new ApiError(ERRORS.HEADERS_TOO_LARGE);
-    this.checkHost(req);
+    this.checkHost(req, heads);
     const query = url.indexOf("?");
     const path = query === -1 ? url : url.slice(0, query);
     if (!path.startsWith(PREFIX)) throw new ApiError(ERRORS.ENDPOINT_NOT_FOUND);
@@ -84,30 +88,30 @@ export class Pipeline {
     if (!isRead && (method !== "PUT" || !endpoint.writable)) {
       throw new ApiError(ERRORS.METHOD_NOT_ALLOWED, { Allow: endpoint.writable ? ALLOW_ALL : ALLOW_READ_ONLY });
     }
-    this.authorize(req, endpoint, !isRead);
+    this.authorize(req, heads, endpoint, !isRead);
 
     let subPath = slash === -1 ? "" : rest.slice(slash + 1);
     // One trailing slash is forgiven ("name/"); "//" keeps an empty segment, a malformed path.
     if (subPath.length > 1 && subPath.endsWith("/")) subPath = subPath.slice(0, -1);
-    if (isRead) return this.read(req, res, endpoint, path, subPath);
-    return this.write(req, res, endpoint, subPath);
+    if (isRead) return this.read(req, res, heads, endpoint, path, subPath);
+    return this.write(req, res, heads, endpoint, subPath);
   }
 
   /**
    * HTTP/1.1 requires exactly one Host (RFC 9112 §3.2; node keeps the first of several); with an
    * allow-list, only the listed values pass (a DNS-rebinding defence).
    */
-  private checkHost(req: http.IncomingMessage): void {
-    const host = req.headers.host;
+  private checkHost(req: http.IncomingMessage, heads: Heads): void {
+    const host = heads.host;
     const allowed = this.ctx.allowedHosts;
     if (allowed !== undefined ? !allowed.has(host?.toLowerCase() ?? "") : host === undefined && req.httpVersion === "1.1") {
       throw new ApiError(ERRORS.BAD_REQUEST);
     }
-    if (host !== undefined && hostLines(req.rawHeaders) > 1) throw new ApiError(ERRORS.BAD_REQUEST);
+    if (heads.hostLines > 1) throw new ApiError(ERRORS.BAD_REQUEST);
   }
 
   /** Checks the throttle and the keys the request needs (docs/api.md §3); throws 12, 9, 3 or 4. */
-  private authorize(req: http.IncomingMessage, endpoint: Endpoint, isWrite: boolean): void {
+  private authorize(req: http.IncomingMessage, heads: Heads, endpoint: Endpoint, isWrite: boolean): void {
     if (!endpoint.keyed) return;
     const pair = this.ctx.device.keyring.get(endpoint.name);
     if (pair === undefined) throw new ApiError(ERRORS.READ_DENIED); // never open an endpoint for want of a pair
@@ -117,10 +121,9 @@ export class Pipeline {
     const address = req.socket.remoteAddress ?? "";
     const waitMs = this.ctx.throttle.blockedFor(address, this.ctx.clock());
     if (waitMs > 0) throw new ApiError(ERRORS.TOO_MANY_ATTEMPTS, { "Retry-After": String(Math.ceil(waitMs / 1000)) });
-    const keys = presentedKeys(req.rawHeaders);
-    if (needRead) this.checkKey(keys.rd, pair.rdSlot, ERRORS.READ_DENIED, "ApiRdKey", address, endpoint.name);
-    if (needWrite) this.checkKey(keys.wr, pair.wrSlot, ERRORS.WRITE_DENIED, "ApiWrKey", address, endpoint.name);
-    (req as Request).pair = endpoint.name;
+    if (needRead) this.checkKey(heads.rd, pair.rdSlot, ERRORS.READ_DENIED, "ApiRdKey", address, endpoint.name);
+    if (needWrite) this.checkKey(heads.wr, pair.wrSlot, ERRORS.WRITE_DENIED, "ApiWrKey", address, endpoint.name);
+    if (this.logRequests) (req as Request).pair = endpoint.name;
   }
 
   private checkKey(presented: string | undefined | typeof DUPLICATED, stored: Buffer, denied: CatalogueEntry, header: string, address: string, endpoint: string): void {
@@ -133,7 +136,7 @@ export class Pipeline {
     throw new ApiError(denied);
   }
 
-  private read(req: http.IncomingMessage, res: http.ServerResponse, endpoint: Endpoint, path: string, subPath: string): void {
+  private read(req: http.IncomingMessage, res: http.ServerResponse, heads: Heads, endpoint: Endpoint, path: string, subPath: string): void {
     let body = endpoint.answers.get(path);
     if (body === undefined) {
       const segments = decodeSegments(subPath);
@@ -144,10 +147,10 @@ export class Pipeline {
       if (endpoint.answers.size >= MAX_CACHED_ANSWERS) endpoint.answers.clear();
       endpoint.answers.set(path, body);
     }
-    this.answer(req, res, 200, body);
+    this.answer(req, res, heads.body, 200, body);
   }
 
-  private async write(req: http.IncomingMessage, res: http.ServerResponse, endpoint: Endpoint, subPath: string): Promise<void> {
+  private async write(req: http.IncomingMessage, res: http.ServerResponse, heads: Heads, endpoint: Endpoint, subPath: string): Promise<void> {
     const { device, log } = this.ctx;
     // The keys passed: now the client may send its body (node would have said so before any check).
     if (req.headers.expect?.toLowerCase() === "100-continue") res.writeContinue();
@@ -168,7 +171,7 @@ export class Pipeline {
     const selection = select(endpoint.docs.committed, segments);
     // Weak keys are stored all the same; the warning rides in a header, the envelope stays as it is.
     const extra = warnings.length > 0 ? { [WEAK_KEY_HEADER]: weakKeyHeader(warnings) } : undefined;
-    this.answer(req, res, 200, okEnvelope(JSON.stringify(selection?.value ?? null)), extra);
+    this.answer(req, res, heads.body, 200, okEnvelope(JSON.stringify(selection?.value ?? null)), extra);
   }
 
   /** A PUT on a pair (or on one of its keys) audits each key it named; returns the weak-key warnings. */
@@ -196,27 +199,18 @@ export class Pipeline {
       res.destroy();
       return;
     }
-    this.answer(req, res, entry.status, ERROR_BODIES.get(entry.code) as Buffer, extra);
+    this.answer(req, res, scanHeads(req.rawHeaders).body, entry.status, ERROR_BODIES.get(entry.code) as Buffer, extra);
   }
 
-  /** Sends an envelope, then the request line of the log (when request lines are on). */
-  private answer(req: http.IncomingMessage, res: http.ServerResponse, status: number, body: Buffer, extra?: Readonly<Record<string, string>>): void {
-    sendEnvelope(req, res, status, body, extra, this.ctx.closing());
+  /** Sends an envelope (`hasBody`: the request came with one), then the request line of the log (when request lines are on). */
+  private answer(req: http.IncomingMessage, res: http.ServerResponse, hasBody: boolean, status: number, body: Buffer, extra?: Readonly<Record<string, string>>): void {
+    sendEnvelope(req, res, hasBody, status, body, extra, this.ctx.closing());
     const log = this.ctx.log;
     if (log.request !== undefined) {
       const r = req as Request;
       log.request(req.socket.remoteAddress ?? "-", req.method ?? "-", loggedPath(req.url ?? ""), status, performance.now() - r.started, r.pair);
     }
   }
-}
-
-function hostLines(rawHeaders: readonly string[]): number {
-  let n = 0;
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i] as string;
-    if (name.length === 4 && name.toLowerCase() === "host") n++;
-  }
-  return n;
 }
 
 function decodeName(raw: string): string | undefined {

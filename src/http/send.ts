@@ -21,27 +21,43 @@ export function markBodyRead(req: http.IncomingMessage): void {
 
 /**
  * Sends one envelope: exact Content-Length, no body for HEAD, and `Connection: close` when the
- * server is stopping or the request's body went unread (the rest of it would be parsed as a request).
+ * server is stopping or the request's body (`hasBody`) went unread (the rest of it would be parsed
+ * as a request).
  */
 export function sendEnvelope(
   req: http.IncomingMessage,
   res: http.ServerResponse,
+  hasBody: boolean,
   status: number,
   body: Buffer,
   extra: Readonly<Record<string, string>> | undefined,
   closing: boolean,
 ): void {
-  // nosniff: a browser never reads an answer as anything but JSON (no script or page made of it).
-  const headers: string[] = ["Content-Type", "application/json", "Content-Length", String(body.length), "Cache-Control", "no-store", "X-Content-Type-Options", "nosniff"];
+  const close = closing || (hasBody && !bodiesRead.has(req));
+  // The usual answer (no extra header, connection kept) reuses the header list made for its body,
+  // as the bare node:http server does: node reads the list and never changes it.
+  const headers = extra === undefined && !close ? plainHeaders(body) : envelopeHeaders(body);
   if (extra !== undefined) for (const [k, v] of Object.entries(extra)) headers.push(k, v);
-  if (closing || (hasBody(req) && !bodiesRead.has(req))) headers.push("Connection", "close");
+  if (close) headers.push("Connection", "close");
   res.writeHead(status, headers);
   res.end(req.method === "HEAD" ? undefined : body);
 }
 
-function hasBody(req: http.IncomingMessage): boolean {
-  const length = req.headers["content-length"];
-  return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
+// nosniff: a browser never reads an answer as anything but JSON (no script or page made of it).
+function envelopeHeaders(body: Buffer): string[] {
+  return ["Content-Type", "application/json", "Content-Length", String(body.length), "Cache-Control", "no-store", "X-Content-Type-Options", "nosniff"];
+}
+
+/** The header list of each body sent (cached answers and error bodies live long; a PUT's answer is sent once). */
+const headerLists = new WeakMap<Buffer, string[]>();
+
+function plainHeaders(body: Buffer): string[] {
+  let headers = headerLists.get(body);
+  if (headers === undefined) {
+    headers = Object.freeze(envelopeHeaders(body)) as string[];
+    headerLists.set(body, headers);
+  }
+  return headers;
 }
 
 const MAX_LOGGED_PATH = 256;

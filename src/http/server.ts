@@ -50,8 +50,8 @@ export const DEFAULT_LIMITS = Object.freeze({
 /** Builds the API server for a loaded device. It is not listening yet. */
 export function createServer(device: Device, options: ServerOptions = {}): http.Server {
   const limits = { ...DEFAULT_LIMITS, ...definedOnly(options) };
-  const server = nodeServer(limits, options.tls);
   const log = options.log ?? SILENT;
+  const server = nodeServer(limits, options.tls, log.request !== undefined);
   const pipeline = new Pipeline({
     device,
     log,
@@ -74,10 +74,10 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
   return server;
 }
 
-function nodeServer(limits: typeof DEFAULT_LIMITS, tls: ServerOptions["tls"]): http.Server {
+function nodeServer(limits: typeof DEFAULT_LIMITS, tls: ServerOptions["tls"], logRequests: boolean): http.Server {
   const httpOptions: http.ServerOptions = {
-    // Our request class carries the arrival time and the pair that let it in, for the log line.
-    IncomingMessage: Request,
+    // With request lines, our request class carries the arrival time and the pair that let it in.
+    ...(logRequests ? { IncomingMessage: Request } : {}),
     maxHeaderSize: limits.maxHeaderBytes,
     headersTimeout: limits.headersTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,
