@@ -8,7 +8,8 @@ import { chmod, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_THROTTLE } from "../src/access/throttle.ts";
-import { call, cleanup, closeAgents, ensureBuilt, tempDir } from "./helpers.ts";
+import { createLogger } from "../src/common/log.ts";
+import { call, cleanup, closeAgents, ensureBuilt, startServer, tempDir } from "./helpers.ts";
 import {
   allKeys,
   closedPort,
@@ -158,28 +159,35 @@ describe("--dry-run", () => {
 });
 
 describe("the devices' wrong-key throttle (docs/api.md §5)", () => {
-  it("stays under a throttle it is told about: no 429", async () => {
+  it("a rotation from the factory keys sends no wrong key at all, so it never waits for the throttle", async () => {
     const dir = await tempDir();
-    // 6 wrong keys in 1 s block for 5 s; a device's rotation checks 14 old keys.
-    const [ts] = await startFleet(1, { ...DEFAULT_THROTTLE, maxFailures: 6, windowMs: 1_000, blockMs: 5_000, maxBlockMs: 5_000 });
-    const inventory = await writeInventory(dir, [hostOf(ts!)]);
+    // The server's default throttle, and a log that shows every wrong key the device saw.
+    const lines: string[] = [];
+    const ts = await startServer({ server: { throttle: DEFAULT_THROTTLE, log: createLogger("json", (line) => lines.push(line)) } });
+    const inventory = await writeInventory(dir, [hostOf(ts)]);
     const out = join(dir, "secrets.json");
 
-    const run = await runTool(["--inventory", inventory, "--out", out, "--device-throttle", "6/1"], dir);
+    const t0 = performance.now();
+    const run = await runTool(["--inventory", inventory, "--out", out], dir);
+    const seconds = (performance.now() - t0) / 1000;
     expect(run.code).toBe(0);
-    expect(run.stderr).not.toContain("429");
-    const secrets = await readSecrets(out);
-    expect(Object.keys(secrets[hostOf(ts!)] ?? {})).toHaveLength(7);
+    expect(lines.filter((l) => l.includes('"key-refused"'))).toEqual([]);
+    expect(run.stderr).not.toContain("pausing");
+    expect(run.stderr).toContain("read back with the new apikeys key: every pair holds exactly its new keys");
+    await expectDeviceHolds(ts, (await readSecrets(out))[hostOf(ts)]);
+    // The issue's bound is 5 s per device on loopback; a loaded test machine gets some slack.
+    expect(seconds).toBeLessThan(5);
   });
 
-  it("honours Retry-After when a device blocks it anyway", async () => {
+  it("honours Retry-After when a device blocks it anyway (other wrong keys from the same address)", async () => {
     const dir = await tempDir();
-    // Stricter than the tool is told (100 in 60 s): blocked after every 5th wrong key, for 1 s.
+    // Blocked after 5 wrong keys, for 1 s: someone else on this address (a NAT) guessed just before the run.
     const [ts] = await startFleet(1, { ...DEFAULT_THROTTLE, maxFailures: 5, blockMs: 1_000, maxBlockMs: 1_000 });
+    for (let i = 0; i < 5; i++) expect((await call(ts!, "GET", "/api/v1/properties", { rd: "wrong" })).status).toBe(401);
     const inventory = await writeInventory(dir, [hostOf(ts!)]);
     const out = join(dir, "secrets.json");
 
-    const run = await runTool(["--inventory", inventory, "--out", out, "--device-throttle", "100/60"], dir);
+    const run = await runTool(["--inventory", inventory, "--out", out], dir);
     expect(run.code).toBe(0);
     expect(run.stderr).toContain("throttled (429): waiting 1 s as the device's Retry-After asks");
     const secrets = await readSecrets(out);

@@ -40,7 +40,7 @@ instant: run it again with the same arguments to finish.
   --concurrency N        devices worked on at once (default 4, at most 64)
   --dry-run              read the devices and say what would change; change nothing
   --device-throttle N/S  the devices block an address after N wrong keys in S seconds (default 10/60);
-                         the tool stays under it
+                         the tool stays under it when it tries stale keys after an interruption
   --timeout S            seconds to wait for each answer (default 10)
   --help                 this text
 

@@ -1,7 +1,7 @@
 /**
- * Keeping under a device's wrong-key throttle (docs/api.md §5). Checking that an old key is refused is a
- * wrong key on purpose, and the device blocks an address after `maxFailures` of them within
- * `windowMs`. The tool allows itself at most maxFailures - 1 in any stretch a little longer than
+ * Keeping under a device's wrong-key throttle (docs/api.md §5). A rotation sends no wrong key, but
+ * finding which `apikeys` key opens a device after an interrupted run tries stale keys, and the
+ * device blocks an address after `maxFailures` wrong keys within `windowMs`. The tool allows itself at most maxFailures - 1 in any stretch a little longer than
  * the window, counted per device; a 429 that comes anyway is honoured by the caller.
  */
 
