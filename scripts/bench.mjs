@@ -1,18 +1,21 @@
 // `npm run bench` (never part of `npm test`): apikeyd against a bare node:http server answering the
-// very same bytes, under the same undici load, alternating A B A B over several rounds, medians
-// reported. Also: durable PUTs with 1 and 16 writers, resident memory after the load, time from
-// spawn to listening, bundle size. Prints a markdown table and writes bench-results/latest.json.
+// very same bytes, under the same load (wrk when installed, else undici), alternating A B A B over
+// several rounds, medians reported; the small read also with --log-requests. Also: durable PUTs with
+// 1 and 16 writers, resident memory after the load, time from spawn to listening, provisioning
+// (one device, then 100 loopback devices), bundle size. Prints a markdown table and writes
+// bench-results/latest.json.
 //
 // Knobs (environment): BENCH_DURATION seconds per run (3), BENCH_ROUNDS (5), BENCH_WARMUP seconds (1),
-// BENCH_CONNECTIONS for reads (16), BENCH_WRITERS (16), BENCH_STARTS spawns per server (9),
-// BENCH_SCENARIOS comma list (small,document,refused,put), BENCH_DIR parent of state folders (os.tmpdir()),
-// BENCH_OUT (bench-results/latest.json).
+// BENCH_CONNECTIONS for reads (32 with wrk, 16 with undici), BENCH_LOAD=undici (never wrk),
+// BENCH_WRITERS (16), BENCH_STARTS spawns per server (9), BENCH_SCENARIOS comma list
+// (small,logged,document,refused,put,provision), BENCH_DEVICES (100), BENCH_FLEET_HOSTS processes
+// hosting them (4), BENCH_DIR parent of state folders (os.tmpdir()), BENCH_OUT (bench-results/latest.json).
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import { dirname, join } from "node:path";
 import {
-  APIKEYD_ARGS, BUNDLE, LOAD_GENERATOR, READS as ALL_READS, ROOT, WRK, captureAnswers, checkSameBytes, drive, driveWrk, killAll, median, memory,
+  APIKEYD_ARGS, BUNDLE, LOAD_GENERATOR, buildFleetHost, startFleetHost, timeProvision, READS as ALL_READS, ROOT, WRK, captureAnswers, checkSameBytes, drive, driveWrk, killAll, median, memory,
   putRequest, readRequest, startForLoad, stop, summarize, timeStart,
 } from "./bench/lib.mjs";
 
@@ -28,6 +31,8 @@ const OPTIONS = {
   scenarios: (env.BENCH_SCENARIOS ?? "small,logged,document,refused,put,provision").split(",").map((s) => s.trim()),
   dir: env.BENCH_DIR ?? os.tmpdir(),
   out: env.BENCH_OUT ?? join(ROOT, "bench-results", "latest.json"),
+  devices: num("BENCH_DEVICES", 100),
+  fleetHosts: num("BENCH_FLEET_HOSTS", 4),
 };
 
 const TARGETS = { readRatio: 0.9, memoryMb: 4, startRatio: 1.5, putScaling: 3, bundleKb: 150, provisionDeviceS: 5, provisionFleetS: 120 };
@@ -92,6 +97,10 @@ function table(result) {
   lines.push(`| start to listening, restart on its state (median of ${OPTIONS.starts}) | ${f(t.start.apikeydMs, 1)} ms vs ${f(t.start.bareMs, 1)} ms = ${f(t.start.ratio, 2)}× | ≤ ${TARGETS.startRatio}× | ${verdict(t.start.ratio <= TARGETS.startRatio)} |`);
   lines.push(`| first start, seeding a fresh state folder (median of ${OPTIONS.starts}) | ${f(t.start.firstStartMs, 1)} ms = ${f(t.start.firstStartMs / t.start.bareMs, 2)}× bare | (none) | |`);
   if (t.putScaling !== undefined) lines.push(`| PUT/s with ${OPTIONS.writers} writers ÷ with 1 | ${f(t.putScaling, 2)}× | ≥ ${TARGETS.putScaling}× | ${verdict(t.putScaling >= TARGETS.putScaling)} |`);
+  if (t.provision) {
+    lines.push(`| provisioning one device, factory keys to fresh keys (median of ${result.provision.perDeviceRuns.length}, default throttle) | ${f(t.provision.perDeviceS, 2)} s | ≤ ${TARGETS.provisionDeviceS} s | ${verdict(t.provision.perDeviceS <= TARGETS.provisionDeviceS)} |`);
+    lines.push(`| provisioning ${t.provision.devices} loopback devices, default concurrency (4) | ${f(t.provision.fleetS, 1)} s | ≤ ${TARGETS.provisionFleetS} s | ${verdict(t.provision.devices >= 100 && t.provision.fleetS <= TARGETS.provisionFleetS)} |`);
+  }
   lines.push(`| bundle dist/apikeyd.js | ${f(t.bundleKb, 1)} KB | < ${TARGETS.bundleKb} KB | ${verdict(t.bundleKb < TARGETS.bundleKb)} |`);
   return lines.join("\n");
 }
@@ -176,6 +185,29 @@ async function main() {
     starts.firstStart.push(await timeStart(runDir, "apikeyd"));
   }
 
+  // Provisioning: one device at a time (the per-device figure), then a fleet at the tool's default
+  // concurrency, every device a real server with the default throttle, hosted a few processes wide.
+  let provision;
+  if (OPTIONS.scenarios.includes("provision")) {
+    const hostScript = await buildFleetHost(runDir);
+    const singles = await startFleetHost(hostScript, runDir, "single", OPTIONS.starts > 3 ? 5 : 3);
+    const perDevice = [];
+    for (const [i, port] of singles.ports.entries()) {
+      const run = await timeProvision(runDir, `single-${i}`, [port]);
+      perDevice.push(run.seconds);
+      console.log(`  provision 1 device: ${f(run.seconds, 2)} s`);
+    }
+    await stop(singles);
+    const hosts = await Promise.all(
+      Array.from({ length: OPTIONS.fleetHosts }, (_, h) => startFleetHost(hostScript, runDir, `fleet-${h}`, Math.ceil(OPTIONS.devices / OPTIONS.fleetHosts))),
+    );
+    const ports = hosts.flatMap((h) => h.ports).slice(0, OPTIONS.devices);
+    const fleet = await timeProvision(runDir, "fleet", ports);
+    console.log(`  provision ${ports.length} devices: ${f(fleet.seconds, 1)} s (${fleet.summary})`);
+    await Promise.all(hosts.map(stop));
+    provision = { perDeviceS: median(perDevice), perDeviceRuns: perDevice, fleet };
+  }
+
   const bundleBytes = statSync(BUNDLE).size;
   const targets = {
     start: { apikeydMs: median(starts.apikeyd), bareMs: median(starts.bare) },
@@ -187,6 +219,7 @@ async function main() {
     targets.memory = { apikeydMb: memoryAfterReads.apikeyd.rssMb, bareMb: memoryAfterReads.bare.rssMb };
     targets.memory.diffMb = targets.memory.apikeydMb - targets.memory.bareMb;
   }
+  if (provision) targets.provision = { perDeviceS: provision.perDeviceS, fleetS: provision.fleet.seconds, devices: provision.fleet.devices };
   if (puts.length === 2) targets.putScaling = median(puts[0].runs.map((one, i) => puts[1].runs[i].rps / one.rps));
 
   const result = {
@@ -199,6 +232,7 @@ async function main() {
     puts,
     memory: { afterReads: memoryAfterReads, apikeydAfterPuts: memoryAfterPuts },
     starts,
+    provision,
     bundleBytes,
     targets,
   };

@@ -1,7 +1,7 @@
 // Shared by scripts/bench.mjs and scripts/bench/profile.mjs: the two servers as child processes,
 // the capture of apikeyd's bytes for the bare server, and the undici load generator.
 import { execFileSync, spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import { dirname, join } from "node:path";
@@ -341,3 +341,58 @@ export function putRequest(writers) {
   });
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Provisioning: loopback fleets of real servers (scripts/bench/fleet-host.ts, bundled here with
+// esbuild) and timed runs of dist/provision.js against them.
+
+const TOOL = join(ROOT, "dist", "provision.js");
+
+/** Bundles the fleet host into the run folder; returns its path. */
+export async function buildFleetHost(runDir) {
+  const { build } = await import("esbuild");
+  const outfile = join(runDir, "fleet-host.mjs");
+  await build({ entryPoints: [join(ROOT, "scripts", "bench", "fleet-host.ts")], outfile, bundle: true, platform: "node", format: "esm", target: "node18", logLevel: "warning" });
+  return outfile;
+}
+
+/** Starts one process hosting `count` devices with fresh state folders; resolves with their ports. */
+export async function startFleetHost(hostScript, runDir, label, count) {
+  const stateRoot = join(runDir, `${label}-state`);
+  const proc = spawn(process.execPath, [hostScript, String(count), CONFIG_DIR, stateRoot], { stdio: ["ignore", "pipe", "inherit"], env: CHILD_ENV });
+  children.add(proc);
+  const ports = await new Promise((resolve, reject) => {
+    let text = "";
+    proc.stdout.on("data", (chunk) => {
+      text += chunk;
+      const line = text.split("\n")[0];
+      if (text.includes("\n")) resolve(JSON.parse(line).ports);
+    });
+    proc.on("exit", (code) => reject(new Error(`fleet host exited ${code} before listening`)));
+  });
+  return { proc, ports, stateRoot };
+}
+
+/** Runs dist/provision.js on `ports` (factory keys) with `args`; resolves with its wall time and output. */
+export async function timeProvision(runDir, label, ports, args = []) {
+  const dir = join(runDir, label);
+  mkdirSync(dir, { mode: 0o700 });
+  const inventory = join(dir, "devices.json");
+  writeFileSync(inventory, JSON.stringify(ports.map((p) => `127.0.0.1:${p}`)));
+  const out = join(dir, "secrets.json");
+  const t0 = performance.now();
+  const result = await new Promise((resolve) => {
+    const proc = spawn(process.execPath, [TOOL, "--inventory", inventory, "--out", out, ...args], { stdio: ["ignore", "pipe", "pipe"], env: CHILD_ENV });
+    children.add(proc);
+    let stdout = "";
+    let stderr = "";
+    proc.stdout.on("data", (c) => (stdout += c));
+    proc.stderr.on("data", (c) => (stderr += c));
+    proc.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  if (result.code !== 0) throw new Error(`provisioning ${label} exited ${result.code}:\n${result.stdout}\n${result.stderr.slice(-2000)}`);
+  const recorded = Object.keys(JSON.parse(readFileSync(out, "utf8"))).length;
+  if (recorded !== ports.length) throw new Error(`provisioning ${label}: ${recorded} of ${ports.length} devices recorded`);
+  return { seconds, devices: ports.length, summary: /^\d+ devices?:.*$/m.exec(result.stdout)?.[0] ?? "" };
+}
