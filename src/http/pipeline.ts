@@ -77,9 +77,8 @@ export class Pipeline {
     const query = url.indexOf("?");
     const path = query === -1 ? url : url.slice(0, query);
     if (!path.startsWith(PREFIX)) throw new ApiError(ERRORS.ENDPOINT_NOT_FOUND);
-    const rest = path.slice(PREFIX.length);
-    const slash = rest.indexOf("/");
-    const endpointName = decodeName(slash === -1 ? rest : rest.slice(0, slash));
+    const slash = path.indexOf("/", PREFIX.length);
+    const endpointName = decodeName(slash === -1 ? path.slice(PREFIX.length) : path.slice(PREFIX.length, slash));
     const endpoint = endpointName === undefined ? undefined : this.ctx.device.endpoints.get(endpointName);
     if (endpoint === undefined) throw new ApiError(ERRORS.ENDPOINT_NOT_FOUND);
 
@@ -90,11 +89,8 @@ export class Pipeline {
     }
     this.authorize(req, heads, endpoint, !isRead);
 
-    let subPath = slash === -1 ? "" : rest.slice(slash + 1);
-    // One trailing slash is forgiven ("name/"); "//" keeps an empty segment, a malformed path.
-    if (subPath.length > 1 && subPath.endsWith("/")) subPath = subPath.slice(0, -1);
-    if (isRead) return this.read(req, res, heads, endpoint, path, subPath);
-    return this.write(req, res, heads, endpoint, subPath);
+    if (isRead) return this.read(req, res, heads, endpoint, path, slash);
+    return this.write(req, res, heads, endpoint, subPathOf(path, slash));
   }
 
   /**
@@ -136,10 +132,11 @@ export class Pipeline {
     throw new ApiError(denied);
   }
 
-  private read(req: http.IncomingMessage, res: http.ServerResponse, heads: Heads, endpoint: Endpoint, path: string, subPath: string): void {
+  /** A read; `slash` is where the endpoint's name ends in `path` (-1: the whole document). */
+  private read(req: http.IncomingMessage, res: http.ServerResponse, heads: Heads, endpoint: Endpoint, path: string, slash: number): void {
     let body = endpoint.answers.get(path);
     if (body === undefined) {
-      const segments = decodeSegments(subPath);
+      const segments = decodeSegments(subPathOf(path, slash));
       if (segments === null) throw new ApiError(ERRORS.BAD_REQUEST);
       const selection = select(endpoint.docs.committed, segments);
       if (selection === undefined) throw new ApiError(ERRORS.PATH_NOT_FOUND);
@@ -211,6 +208,13 @@ export class Pipeline {
       log.request(req.socket.remoteAddress ?? "-", req.method ?? "-", loggedPath(req.url ?? ""), status, performance.now() - r.started, r.pair);
     }
   }
+}
+
+/** The path inside the endpoint, after the slash that ends its name. One trailing slash is forgiven ("name/"); "//" keeps an empty segment, a malformed path. */
+function subPathOf(path: string, slash: number): string {
+  if (slash === -1) return "";
+  const end = path.length - slash > 2 && path.endsWith("/") ? path.length - 1 : path.length;
+  return path.slice(slash + 1, end);
 }
 
 function decodeName(raw: string): string | undefined {
