@@ -2,7 +2,7 @@
 // answering the same bytes, each under `node --cpu-prof` with the same load, and prints the
 // functions by self time per request side by side: what apikeyd spends beyond bare node:http.
 //
-//   node scripts/build.mjs && node scripts/bench/profile.mjs [small|document|refused|put] [seconds]
+//   node scripts/build.mjs && node scripts/bench/profile.mjs [small|logged|document|refused|put] [seconds]
 //
 // PROFILE_TOP (25) rows. BENCH_BUNDLE profiles another build. Profiles sample wall time on the
 // main thread: time in a system call (writev) counts, time the process waits for work does not.
@@ -19,7 +19,7 @@ const runDir = mkdtempSync(join(os.tmpdir(), "apikeyd-profile-"));
 
 async function profiled(kind) {
   const dir = join(runDir, `profile-${kind}`);
-  const server = await startForLoad(runDir, kind, kind, ["--cpu-prof", "--cpu-prof-dir", dir]);
+  const server = await startForLoad(runDir, kind, kind, ["--cpu-prof", "--cpu-prof-dir", dir], read?.logRequests ? ["--log-requests"] : []);
   if (kind === "apikeyd" && read) await captureAnswers(runDir, server, READS);
   const run = read
     ? await drive(server, 16, seconds * 1000, readRequest(read), read.status, read.sources)
