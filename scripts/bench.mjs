@@ -8,7 +8,7 @@
 // Knobs (environment): BENCH_DURATION seconds per run (3), BENCH_ROUNDS (5), BENCH_WARMUP seconds (1),
 // BENCH_CONNECTIONS for reads (32 with wrk, 16 with undici), BENCH_LOAD=undici (never wrk),
 // BENCH_WRITERS (16), BENCH_STARTS spawns per server (9), BENCH_SCENARIOS comma list
-// (small,logged,document,refused,put,provision), BENCH_DEVICES (100), BENCH_FLEET_HOSTS processes
+// (small,document,logged,refused,put,provision), BENCH_DEVICES (100), BENCH_FLEET_HOSTS processes
 // hosting them (4), BENCH_DIR parent of state folders (os.tmpdir()), BENCH_OUT (bench-results/latest.json).
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -28,7 +28,7 @@ const OPTIONS = {
   connections: num("BENCH_CONNECTIONS", WRK ? 32 : 16),
   writers: num("BENCH_WRITERS", 16),
   starts: num("BENCH_STARTS", 9),
-  scenarios: (env.BENCH_SCENARIOS ?? "small,logged,document,refused,put,provision").split(",").map((s) => s.trim()),
+  scenarios: (env.BENCH_SCENARIOS ?? "small,document,logged,refused,put,provision").split(",").map((s) => s.trim()),
   dir: env.BENCH_DIR ?? os.tmpdir(),
   out: env.BENCH_OUT ?? join(ROOT, "bench-results", "latest.json"),
   devices: num("BENCH_DEVICES", 100),
@@ -93,7 +93,7 @@ function table(result) {
     if (s.name === "refused" || s.name === "logged") lines.push(`| ${s.title}, req/s ratio to bare | ${measured} | (none) | |`);
     else lines.push(`| ${s.title}, req/s ratio to bare | ${measured} | ≥ ${TARGETS.readRatio} | ${verdict(s.ratio >= TARGETS.readRatio)} |`);
   }
-  if (t.memory) lines.push(`| RSS after the read load, apikeyd − bare | ${f(t.memory.diffMb, 1)} MB (${f(t.memory.apikeydMb, 1)} vs ${f(t.memory.bareMb, 1)}) | ≤ ${TARGETS.memoryMb} MB | ${verdict(t.memory.diffMb <= TARGETS.memoryMb)} |`);
+  if (t.memory) lines.push(`| RSS after the authorized reads (small, whole document), apikeyd − bare | ${f(t.memory.diffMb, 1)} MB (${f(t.memory.apikeydMb, 1)} vs ${f(t.memory.bareMb, 1)}) | ≤ ${TARGETS.memoryMb} MB | ${verdict(t.memory.diffMb <= TARGETS.memoryMb)} |`);
   lines.push(`| start to listening, restart on its state (median of ${OPTIONS.starts}) | ${f(t.start.apikeydMs, 1)} ms vs ${f(t.start.bareMs, 1)} ms = ${f(t.start.ratio, 2)}× | ≤ ${TARGETS.startRatio}× | ${verdict(t.start.ratio <= TARGETS.startRatio)} |`);
   lines.push(`| first start, seeding a fresh state folder (median of ${OPTIONS.starts}) | ${f(t.start.firstStartMs, 1)} ms = ${f(t.start.firstStartMs / t.start.bareMs, 2)}× bare | (none) | |`);
   if (t.putScaling !== undefined) lines.push(`| PUT/s with ${OPTIONS.writers} writers ÷ with 1 | ${f(t.putScaling, 2)}× | ≥ ${TARGETS.putScaling}× | ${verdict(t.putScaling >= TARGETS.putScaling)} |`);
@@ -131,6 +131,7 @@ async function main() {
     WRK && !s.sources ? driveWrk(server, OPTIONS.connections, ms, s.path, s.headers, s.status) : drive(server, OPTIONS.connections, ms, readRequest(s), s.status, s.sources);
 
   const reads = [];
+  let memoryAfterReads;
   for (const s of READS) {
     const servers = { apikeyd: s.logRequests ? logged : apikeyd, bare };
     for (const server of Object.values(servers)) await load(server, s, warmupMs);
@@ -149,9 +150,11 @@ async function main() {
     entry.ratio = median(runs.apikeyd.map((run, i) => run.rps / runs.bare[i].rps));
     entry.cpuRatio = median(runs.apikeyd.map((run, i) => runs.bare[i].serverCpuUsPerReq / run.serverCpuUsPerReq));
     reads.push(entry);
+    // The memory target is taken after the authorized reads (the issue's "read load"), before the
+    // scenarios that load the servers differently (request lines on; a wrong key on every request).
+    if (!s.logRequests && !s.sources) memoryAfterReads = { after: s.name, apikeyd: memory(apikeyd.pid), bare: memory(bare.pid) };
   }
-  const memoryAfterReads = READS.some((s) => !s.logRequests) ? { apikeyd: memory(apikeyd.pid), bare: memory(bare.pid) } : undefined;
-  if (logged) memoryAfterReads && (memoryAfterReads.apikeydLogged = memory(logged.pid));
+  if (memoryAfterReads && logged) memoryAfterReads.apikeydLogged = memory(logged.pid);
   if (logged) await stop(logged);
   await stop(bare);
 

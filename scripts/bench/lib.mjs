@@ -23,8 +23,8 @@ const REFUSED_SOURCES = 128;
 /** The read scenarios; each target is distinct so that the bare server can answer by target alone. */
 export const READS = [
   { name: "small", title: "authenticated small read", path: "/api/v1/properties/name", headers: { ApiRdKey: "rdKey1" }, status: 200 },
-  { name: "logged", title: "authenticated small read, with --log-requests", path: "/api/v1/properties/name", headers: { ApiRdKey: "rdKey1" }, status: 200, logRequests: true },
   { name: "document", title: "whole-document read", path: "/api/v1/apikeys", headers: { ApiRdKey: "rdKey2" }, status: 200 },
+  { name: "logged", title: "authenticated small read, with --log-requests", path: "/api/v1/properties/name", headers: { ApiRdKey: "rdKey1" }, status: 200, logRequests: true },
   { name: "refused", title: "refused read (wrong key)", path: "/api/v1/properties", headers: { ApiRdKey: "wrongKey" }, status: 401, sources: REFUSED_SOURCES },
 ];
 

@@ -1,6 +1,6 @@
 /** The key pairs (docs/api.md §3): reading them from `apikeys`, finding them in a request, comparing them in constant time. */
 
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { nodeCrypto } from "../common/lazy-crypto.ts";
 import { isObject, isValidValue, MAX_KEY_LENGTH } from "../state/schema.ts";
 
 /** One endpoint's pair, with the fixed-width slots that the constant-time comparison uses. */
@@ -44,7 +44,7 @@ function slotOf(key: string): Buffer {
 export function keyMatches(stored: Buffer, presented: string): boolean {
   if (!isValidValue(KEY_RULE, presented)) return false;
   // One shared scratch slot: the comparison is synchronous, and the slot is wiped after use.
-  const same = timingSafeEqual(stored, fillSlot(scratch, presented));
+  const same = nodeCrypto().timingSafeEqual(stored, fillSlot(scratch, presented));
   scratch.fill(0);
   return same;
 }
@@ -117,7 +117,7 @@ export function presentedKeys(rawHeaders: readonly string[]): PresentedKeys {
  * `apikeyd keys fingerprint` computes it for a key read from standard input.
  */
 export function fingerprint(key: string, secret: Buffer): string {
-  return createHmac("sha256", secret).update(key).digest("hex").slice(0, 8);
+  return nodeCrypto().createHmac("sha256", secret).update(key).digest("hex").slice(0, 8);
 }
 
 /** Bytes of a fingerprint secret: as many as the HMAC's hash gives. */
@@ -125,7 +125,7 @@ export const FINGERPRINT_SECRET_BYTES = 32;
 
 /** A fresh fingerprint secret (the device's, made once; or one for a single process). */
 export function newFingerprintSecret(): Buffer {
-  return randomBytes(FINGERPRINT_SECRET_BYTES);
+  return nodeCrypto().randomBytes(FINGERPRINT_SECRET_BYTES);
 }
 
 // 24 random bytes = 192 bits, 32 characters of base64url: letters, digits, '-' and '_', which a
@@ -134,5 +134,5 @@ const GENERATED_KEY_BYTES = 24;
 
 /** A fresh key (`keys generate`, the provisioning tool): 192 bits from the system's CSPRNG, base64url without padding. */
 export function generateKey(): string {
-  return randomBytes(GENERATED_KEY_BYTES).toString("base64url");
+  return nodeCrypto().randomBytes(GENERATED_KEY_BYTES).toString("base64url");
 }

@@ -11,7 +11,6 @@
  * other code, or damaged: it counts as held while it is young, as stale once it is old.
  */
 
-import { randomBytes } from "node:crypto";
 import { closeSync, constants, fstatSync, linkSync, lstatSync, openSync, readFileSync, readSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { printable } from "./printable.ts";
@@ -96,16 +95,18 @@ export function lockOwner(path: string): LockOwner | undefined {
 
 /**
  * The lock's content in a new file of its own next to it: created exclusively, never through a
- * symlink, readable by its owner only. Its name is random, so that nobody can plant it in advance.
+ * symlink, readable by its owner only. Its name is random, and a file planted under it is never used (O_EXCL: another name is drawn).
  */
 function writeTempFile(path: string, text: string): { path: string; dev: number; ino: number } {
   for (;;) {
-    const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
+    // The name need only be unlikely to be taken (O_EXCL refuses a taken one, O_NOFOLLOW a planted
+    // link, and the loop tries another): no node:crypto here, whose loading cost every start 3 ms.
+    const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`);
     let fd: number;
     try {
       fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "EEXIST") continue; // 48 random bits taken: draw again
+      if ((error as NodeJS.ErrnoException).code === "EEXIST") continue; // taken (or planted): draw again
       throw error;
     }
     try {
