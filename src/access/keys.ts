@@ -1,7 +1,7 @@
 /** The key pairs (docs/api.md §3): reading them from `apikeys`, finding them in a request, comparing them in constant time. */
 
 import { nodeCrypto } from "../common/lazy-crypto.ts";
-import { isObject, isValidValue, MAX_KEY_LENGTH } from "../state/schema.ts";
+import { isObject, isValidKey, isValidValue, MAX_KEY_LENGTH } from "../state/schema.ts";
 
 /** One endpoint's pair, with the fixed-width slots that the constant-time comparison uses. */
 export interface KeyPair {
@@ -42,10 +42,14 @@ function slotOf(key: string): Buffer {
  * sent and on the public key rule, so it tells a guesser nothing it did not know.
  */
 export function keyMatches(stored: Buffer, presented: string): boolean {
-  if (!isValidValue(KEY_RULE, presented)) return false;
-  // One shared scratch slot: the comparison is synchronous, and the slot is wiped after use.
-  const same = nodeCrypto().timingSafeEqual(stored, fillSlot(scratch, presented));
-  scratch.fill(0);
+  if (!isValidKey(presented)) return false;
+  // One shared scratch slot, all zeros between calls: the comparison is synchronous, and the key's
+  // bytes are wiped after use (only those: the rest of the slot stays zero).
+  const length = presented.length;
+  scratch[0] = length;
+  scratch.write(presented, 1, "latin1");
+  const same = nodeCrypto().timingSafeEqual(stored, scratch);
+  scratch.fill(0, 0, 1 + length);
   return same;
 }
 

@@ -89,6 +89,14 @@ export class Throttle {
     this.retainMs = Math.max(options.offenceMemoryMs, options.maxBlockMs);
   }
 
+  /**
+   * Whether any address has sent a wrong key that still counts (or the shared entry is in use). When
+   * not, no address is blocked, and the read path asks neither the socket's address nor the clock.
+   */
+  get watching(): boolean {
+    return this.watched.size !== 0 || this.offenders.size !== 0 || this.untracked.blockedUntil !== 0;
+  }
+
   /** Milliseconds the address must still wait, 0 when it is not blocked. */
   blockedFor(address: string, now = Date.now()): number {
     if (this.watched.size === 0 && this.offenders.size === 0 && this.untracked.blockedUntil <= now) return 0;

@@ -114,18 +114,19 @@ export class Pipeline {
     const needRead = pair.rd !== "";
     const needWrite = isWrite && pair.wr !== "";
     if (!needRead && !needWrite) return;
-    const address = req.socket.remoteAddress ?? "";
-    const waitMs = this.ctx.throttle.blockedFor(address, this.ctx.clock());
+    const throttle = this.ctx.throttle;
+    const waitMs = throttle.watching ? throttle.blockedFor(req.socket.remoteAddress ?? "", this.ctx.clock()) : 0;
     if (waitMs > 0) throw new ApiError(ERRORS.TOO_MANY_ATTEMPTS, { "Retry-After": String(Math.ceil(waitMs / 1000)) });
-    if (needRead) this.checkKey(heads.rd, pair.rdSlot, ERRORS.READ_DENIED, "ApiRdKey", address, endpoint.name);
-    if (needWrite) this.checkKey(heads.wr, pair.wrSlot, ERRORS.WRITE_DENIED, "ApiWrKey", address, endpoint.name);
+    if (needRead) this.checkKey(req, heads.rd, pair.rdSlot, ERRORS.READ_DENIED, "ApiRdKey", endpoint.name);
+    if (needWrite) this.checkKey(req, heads.wr, pair.wrSlot, ERRORS.WRITE_DENIED, "ApiWrKey", endpoint.name);
     if (this.logRequests) (req as Request).pair = endpoint.name;
   }
 
-  private checkKey(presented: string | undefined | typeof DUPLICATED, stored: Buffer, denied: CatalogueEntry, header: string, address: string, endpoint: string): void {
+  private checkKey(req: http.IncomingMessage, presented: string | undefined | typeof DUPLICATED, stored: Buffer, denied: CatalogueEntry, header: string, endpoint: string): void {
     if (presented === DUPLICATED) throw new ApiError(ERRORS.BAD_REQUEST);
     if (presented === undefined) throw new ApiError(denied);
     if (keyMatches(stored, presented)) return;
+    const address = req.socket.remoteAddress ?? "";
     const blockMs = this.ctx.throttle.recordFailure(address, this.ctx.clock());
     this.ctx.log.log("warn", "refused key", { event: "key-refused", client: address, endpoint, header });
     if (blockMs > 0) this.ctx.log.log("warn", "address blocked after too many wrong keys", { event: "throttle-block", client: address, seconds: Math.ceil(blockMs / 1000) });
