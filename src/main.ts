@@ -65,7 +65,7 @@ async function serve(options: Options, log: Logger): Promise<void> {
     log.log("warn", "endpoints still use factory keys; provision the device before it goes into the field", { endpoints: report.factoryKeys.join(",") });
   }
 
-  const server = createServer(device, { log, throttle: options.throttle, allowedHosts: options.allowedHosts, tls: tlsFiles });
+  const server = createServer(device, { log, throttle: options.throttle, allowedHosts: options.allowedHosts, tls: tlsFiles, lastUseIntervalMs: options.lastUseIntervalMs });
   server.on("error", (error: NodeJS.ErrnoException) => {
     log.log("error", "cannot listen", { code: error.code, host: options.host, port: options.port });
     lock.release();
@@ -78,7 +78,7 @@ async function serve(options: Options, log: Logger): Promise<void> {
     stopping = true;
     log.log("info", "stopping", { signal });
     await stopServer(server);
-    await device.idle();
+    await device.close(); // the pairs' last use written, every change on disk
     lock.release();
     log.log("info", "stopped");
     process.exit(0);

@@ -61,6 +61,10 @@ const WRITABLE: ReadonlyArray<readonly [string, string, string, string, unknown]
   ["MkcJsonLib.jUser", "/api/v1/httpsu", "pass", "pw", "pw"],
   ["MkcJsonLib.jApiKey", "/api/v1/apikeys/keys/6", "rd", "mykey", "mykey"],
   ["MkcJsonLib.jApiKey", "/api/v1/apikeys/keys/5", "wr", "a+b&c=d", "a+b&c=d"],
+  ["MkcJsonLib.jApiKey", "/api/v1/apikeys/keys/6", "label", "line 3 PLC", "line 3 PLC"],
+  ["MkcJsonLib.jApiKey", "/api/v1/apikeys/keys/6", "enabled", "0", false],
+  ["MkcJsonLib.jApiKey", "/api/v1/apikeys/keys/6", "expires", "2031-12-31 23:59:59", "2031-12-31 23:59:59"],
+  ["MkcJsonLib.jApiKey", "/api/v1/apikeys/keys/6", "origins", "10.0.0.0/8, fd00::/8", "10.0.0.0/8, fd00::/8"],
 ];
 
 describe("the writable members of every type (device-config/schema/mkc.json)", () => {
@@ -80,6 +84,8 @@ describe("the writable members of every type (device-config/schema/mkc.json)", (
     expect(a.json?.meta).toEqual({ error: 0, message: "JSON_ERROR_NONE" });
     const expected = { ...before, [member]: value };
     if (type.startsWith("MkcJsonLib.jData")) expected["time"] = (a.json?.data as Record<string, unknown>)["time"];
+    // A change of a key stamps the pair's `changed` (docs/api.md §8).
+    if (member === "rd" || member === "wr") expected["changed"] = Math.floor(Date.now() / 1000);
     expect(a.text).toBe(ok(expected));
     expect((await get(ts, `${path}/${member}`)).text).toBe(ok(value));
     expect(await dataOf(ts, path)).toEqual(expected);
@@ -94,7 +100,8 @@ describe("the writable members of every type (device-config/schema/mkc.json)", (
 
 describe("every other member is read-only (6)", () => {
   it("refuses each one, as a member of its object and as a leaf, and changes nothing", async () => {
-    const ts = await startServer();
+    // A clock that stands still: the reads before and after show the same last use of the apikeys pair.
+    const ts = await startServer({ server: { clock: () => 1_750_000_000_000 } });
     const schema = JSON.parse(await readFile(join(CONFIG_DIR, "schema", "mkc.json"), "utf8")) as { types: Record<string, { writable: object }> };
     const endpoints = ["properties", "apikeys", "httpro", "httprw", "httpsu", "process", "data"];
     const before = new Map<string, string>();
@@ -135,7 +142,9 @@ describe("every other member is read-only (6)", () => {
         "/api/v1/httpro/Json+typeRevision",
       ]),
     );
-    for (const e of endpoints) expect((await get(ts, `/api/v1/${e}`)).text).toBe(before.get(e));
+    // Every pair was used by the refused PUTs (their keys were right): only its last use moved.
+    const unused = (text: string | undefined): string | undefined => text?.replace(/"lastUsed":\d+,"lastUsedFrom":"[^"]*"/g, '"lastUsed":-');
+    for (const e of endpoints) expect(unused((await get(ts, `/api/v1/${e}`)).text)).toBe(unused(before.get(e)));
   });
 });
 
@@ -143,7 +152,9 @@ describe("docs/api.md §4's curl examples", () => {
   it('-d "rd=mykey" /api/v1/apikeys/keys/6', async () => {
     const ts = await startServer();
     const a = await call(ts, "PUT", "/api/v1/apikeys/keys/6", { rd: "rdKey2", wr: "wrKey2", body: "rd=mykey" });
-    expect(a.text).toBe(ok({ name: "data", rd: "mykey", wr: "wrKey7", "Json+typeName": "MkcJsonLib.jApiKey", "Json+typeRevision": 0 }));
+    const changed = Math.floor(Date.now() / 1000);
+    const life = { label: "", enabled: true, expires: "", origins: "", changed, lastUsed: 0, lastUsedFrom: "", graceUntil: 0, confirmUntil: 0 };
+    expect(a.text).toBe(ok({ name: "data", rd: "mykey", wr: "wrKey7", ...life, "Json+typeName": "MkcJsonLib.jApiKey", "Json+typeRevision": 1 }));
     expect((await call(ts, "GET", "/api/v1/data/time", { rd: "mykey" })).status).toBe(200);
   });
 

@@ -69,7 +69,7 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
     if (stopped) return;
     stopped = true;
     await stopServer(server, 1_000);
-    await device.idle();
+    await device.close();
   };
   cleanups.push(stop);
   return { origin: `http://${options.host ?? "127.0.0.1"}:${port}`, port, configDir, stateDir, device, server, stop };

@@ -3,6 +3,7 @@
 import { parseArgv, UsageError, wholeNumber, type ArgSpec } from "./argv.ts";
 import type { LogFormat } from "../common/log.ts";
 import { DEFAULT_THROTTLE, type ThrottleOptions } from "../access/throttle.ts";
+import { DEFAULT_LAST_USE_INTERVAL_S } from "../access/last-use.ts";
 
 /** Everything the entry needs to serve. */
 export interface Options {
@@ -13,6 +14,8 @@ export interface Options {
   readonly allowedHosts: readonly string[] | undefined;
   readonly logFormat: LogFormat;
   readonly throttle: ThrottleOptions;
+  /** Milliseconds between two writes of the pairs' last use. */
+  readonly lastUseIntervalMs: number;
   readonly help: boolean;
   readonly version: boolean;
   /** PEM files of the HTTPS certificate and key; both or neither. */
@@ -42,6 +45,7 @@ const FLAGS = {
   "throttle-window": { env: "APIKEYD_THROTTLE_WINDOW", help: "seconds in which those wrong keys count (default: 60)" },
   "throttle-block": { env: "APIKEYD_THROTTLE_BLOCK", help: "seconds of the first block, doubled per further offence within an hour (default: 30)" },
   "throttle-max-block": { env: "APIKEYD_THROTTLE_MAX_BLOCK", help: "longest block in seconds (default: 900)" },
+  "last-use-interval": { env: "APIKEYD_LAST_USE_INTERVAL", help: "seconds between two writes of the pairs' lastUsed to disk (default: 600)" },
 } as const;
 
 type FlagName = keyof typeof FLAGS;
@@ -121,6 +125,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
       blockMs: seconds("throttle-block", DEFAULT_THROTTLE.blockMs),
       maxBlockMs: seconds("throttle-max-block", DEFAULT_THROTTLE.maxBlockMs),
     }),
+    lastUseIntervalMs: seconds("last-use-interval", DEFAULT_LAST_USE_INTERVAL_S * 1000),
     help: values["help"] === true,
     version: values["version"] === true,
     tlsCert,

@@ -6,7 +6,8 @@
 
 import type * as http from "node:http";
 import { auditKeySet, type AuditTrail } from "../access/audit.ts";
-import { DUPLICATED, keyMatches, presentedKeys } from "../access/keys.ts";
+import { lifeRefusal } from "../access/key-life.ts";
+import { DUPLICATED, keyMatches, presentedKeys, type KeyPair, type PresentedKeys } from "../access/keys.ts";
 import type { Throttle } from "../access/throttle.ts";
 import { factoryKeysOf, WEAK_KEY_HEADER, weakKeyHeader, type WeakKeyWarning } from "../access/weak-keys.ts";
 import type { Clock } from "../common/clock.ts";
@@ -15,7 +16,7 @@ import { APIKEYS_ENDPOINT, type Device, type Endpoint } from "../state/device.ts
 import { decodeSegments, deepFreeze, select } from "../state/documents.ts";
 import { isObject } from "../state/schema.ts";
 import { applyWrite } from "../state/write-rules.ts";
-import { bodyFormat, parseBody, readBody } from "./body.ts";
+import { bodyFormat, parseBody, readBody, type Fields } from "./body.ts";
 import { ApiError, ERRORS, okEnvelope, type CatalogueEntry } from "./errors.ts";
 import { ERROR_BODIES, loggedPath, markBodyRead, sendEnvelope, type Request } from "./send.ts";
 
@@ -84,9 +85,12 @@ export class Pipeline {
     if (!isRead && (method !== "PUT" || !endpoint.writable)) {
       throw new ApiError(ERRORS.METHOD_NOT_ALLOWED, { Allow: endpoint.writable ? ALLOW_ALL : ALLOW_READ_ONLY });
     }
-    this.authorize(req, endpoint, !isRead);
+    const waiting = this.authorize(req, endpoint, !isRead);
+    if (waiting !== undefined) return waiting.then(() => this.serve(req, res, endpoint, isRead, path, slash === -1 ? "" : rest.slice(slash + 1)));
+    return this.serve(req, res, endpoint, isRead, path, slash === -1 ? "" : rest.slice(slash + 1));
+  }
 
-    let subPath = slash === -1 ? "" : rest.slice(slash + 1);
+  private serve(req: http.IncomingMessage, res: http.ServerResponse, endpoint: Endpoint, isRead: boolean, path: string, subPath: string): void | Promise<void> {
     // One trailing slash is forgiven ("name/"); "//" keeps an empty segment, a malformed path.
     if (subPath.length > 1 && subPath.endsWith("/")) subPath = subPath.slice(0, -1);
     if (isRead) return this.read(req, res, endpoint, path, subPath);
@@ -106,33 +110,84 @@ export class Pipeline {
     if (host !== undefined && hostLines(req.rawHeaders) > 1) throw new ApiError(ERRORS.BAD_REQUEST);
   }
 
-  /** Checks the throttle and the keys the request needs (docs/api.md §3); throws 12, 9, 3 or 4. */
-  private authorize(req: http.IncomingMessage, endpoint: Endpoint, isWrite: boolean): void {
-    if (!endpoint.keyed) return;
+  /**
+   * Checks the throttle and the keys the request needs (docs/api.md §3), then the pair's life (§8);
+   * throws 12, 9, 3, 4, 16 or 17. Returns a promise to wait for when a deadline or a confirmation
+   * has to be made durable first.
+   */
+  private authorize(req: http.IncomingMessage, endpoint: Endpoint, isWrite: boolean): Promise<void> | undefined {
+    if (!endpoint.keyed) return undefined;
     const pair = this.ctx.device.keyring.get(endpoint.name);
     if (pair === undefined) throw new ApiError(ERRORS.READ_DENIED); // never open an endpoint for want of a pair
+    if (!pair.plain) return this.authorizeLife(req, endpoint, pair, isWrite);
     const needRead = pair.rd !== "";
     const needWrite = isWrite && pair.wr !== "";
-    if (!needRead && !needWrite) return;
+    const now = this.ctx.clock();
     const address = req.socket.remoteAddress ?? "";
-    const waitMs = this.ctx.throttle.blockedFor(address, this.ctx.clock());
-    if (waitMs > 0) throw new ApiError(ERRORS.TOO_MANY_ATTEMPTS, { "Retry-After": String(Math.ceil(waitMs / 1000)) });
-    const keys = presentedKeys(req.rawHeaders);
-    if (needRead) this.checkKey(keys.rd, pair.rdSlot, ERRORS.READ_DENIED, "ApiRdKey", address, endpoint.name);
-    if (needWrite) this.checkKey(keys.wr, pair.wrSlot, ERRORS.WRITE_DENIED, "ApiWrKey", address, endpoint.name);
-    (req as Request).pair = endpoint.name;
+    if (needRead || needWrite) {
+      const waitMs = this.ctx.throttle.blockedFor(address, now);
+      if (waitMs > 0) throw new ApiError(ERRORS.TOO_MANY_ATTEMPTS, { "Retry-After": String(Math.ceil(waitMs / 1000)) });
+      const keys = presentedKeys(req.rawHeaders);
+      if (needRead) this.checkKey(keys.rd, pair.rdSlot, undefined, ERRORS.READ_DENIED, "ApiRdKey", address, endpoint.name);
+      if (needWrite) this.checkKey(keys.wr, pair.wrSlot, undefined, ERRORS.WRITE_DENIED, "ApiWrKey", address, endpoint.name);
+      (req as Request).pair = endpoint.name;
+    }
+    // The last use, in memory (access/last-use.ts): two field writes.
+    pair.use.ms = now;
+    pair.use.from = address;
+    return undefined;
   }
 
-  private checkKey(presented: string | undefined | typeof DUPLICATED, stored: Buffer, denied: CatalogueEntry, header: string, address: string, endpoint: string): void {
+  /**
+   * The key check of a pair with a life (docs/api.md §8): a passed confirmation deadline is applied
+   * first; the current keys or, within the grace, the previous ones; then 16 and 17, which only a
+   * client that presented the right keys (or any client, where the keys are empty) ever sees; a
+   * request presenting the new keys of a pending change confirms it.
+   */
+  private authorizeLife(req: http.IncomingMessage, endpoint: Endpoint, pair: KeyPair, isWrite: boolean): Promise<void> | undefined {
+    const now = this.ctx.clock();
+    const life = this.ctx.device.keyLife;
+    if (now >= pair.confirmUntilMs) return life.applyDue(now).then(() => this.authorize(req, endpoint, isWrite));
+    const previous = now < pair.graceUntilMs ? pair.previous : undefined;
+    const needRead = pair.rd !== "" && previous?.rd !== "";
+    const needWrite = isWrite && pair.wr !== "" && previous?.wr !== "";
+    const address = req.socket.remoteAddress ?? "";
+    let keys: PresentedKeys | undefined;
+    let current = 0;
+    if (needRead || needWrite) {
+      const waitMs = this.ctx.throttle.blockedFor(address, now);
+      if (waitMs > 0) throw new ApiError(ERRORS.TOO_MANY_ATTEMPTS, { "Retry-After": String(Math.ceil(waitMs / 1000)) });
+      keys = presentedKeys(req.rawHeaders);
+      if (needRead && this.checkKey(keys.rd, pair.rdSlot, previous?.rdSlot, ERRORS.READ_DENIED, "ApiRdKey", address, endpoint.name)) current |= 1;
+      if (needWrite && this.checkKey(keys.wr, pair.wrSlot, previous?.wrSlot, ERRORS.WRITE_DENIED, "ApiWrKey", address, endpoint.name)) current |= 2;
+      (req as Request).pair = endpoint.name;
+    }
+    const refusal = lifeRefusal(pair, now, address);
+    if (refusal !== undefined) throw refusal;
+    pair.use.ms = now;
+    pair.use.from = address;
+    if (pair.confirmUntilMs === Infinity) return undefined;
+    // The new keys, each one presented (an empty one needs no header; a write key only a write checks).
+    const rdShown = !pair.confirmRd || pair.rd === "" || (current & 1) !== 0;
+    const wrShown = !pair.confirmWr || pair.wr === "" || (current & 2) !== 0;
+    return rdShown && wrShown ? life.confirm(endpoint.name, address) : undefined;
+  }
+
+  /** Checks one presented key; true when the current key matched (false: the previous one, within its grace). */
+  private checkKey(presented: string | undefined | typeof DUPLICATED, stored: Buffer, previous: Buffer | undefined, denied: CatalogueEntry, header: string, address: string, endpoint: string): boolean {
     if (presented === DUPLICATED) throw new ApiError(ERRORS.BAD_REQUEST);
     if (presented === undefined) throw new ApiError(denied);
-    if (keyMatches(stored, presented)) return;
+    const current = keyMatches(stored, presented);
+    // Both compared whenever a grace is on: the time says nothing of which one matched.
+    const old = previous !== undefined && keyMatches(previous, presented);
+    if (current || old) return current;
     this.ctx.throttle.recordFailure(address, this.ctx.clock());
     this.ctx.log.log("warn", "refused key", { event: "key-refused", client: address, endpoint, header });
     throw new ApiError(denied);
   }
 
   private read(req: http.IncomingMessage, res: http.ServerResponse, endpoint: Endpoint, path: string, subPath: string): void {
+    if (endpoint.name === APIKEYS_ENDPOINT) return this.readKeys(req, res, endpoint, subPath);
     let body = endpoint.answers.get(path);
     if (body === undefined) {
       const segments = decodeSegments(subPath);
@@ -146,6 +201,15 @@ export class Pipeline {
     this.answer(req, res, 200, body);
   }
 
+  /** `apikeys` is read with each pair's last use as it stands in memory (docs/api.md §8), never from the answer cache. */
+  private readKeys(req: http.IncomingMessage, res: http.ServerResponse, endpoint: Endpoint, subPath: string): void {
+    const segments = decodeSegments(subPath);
+    if (segments === null) throw new ApiError(ERRORS.BAD_REQUEST);
+    const selection = select(this.ctx.device.keyLife.live(endpoint.docs.committed), segments);
+    if (selection === undefined) throw new ApiError(ERRORS.PATH_NOT_FOUND);
+    this.answer(req, res, 200, okEnvelope(JSON.stringify(selection.value)));
+  }
+
   private async write(req: http.IncomingMessage, res: http.ServerResponse, endpoint: Endpoint, subPath: string): Promise<void> {
     const { device, log } = this.ctx;
     // The keys passed: now the client may send its body (node would have said so before any check).
@@ -155,6 +219,7 @@ export class Pipeline {
     const fields = parseBody(bodyFormat(req.headers["content-type"]), raw);
     const segments = decodeSegments(subPath);
     if (segments === null) throw new ApiError(ERRORS.BAD_REQUEST);
+    if (endpoint.name === APIKEYS_ENDPOINT) return this.writeKeys(req, res, endpoint, segments, fields);
     const next = applyWrite(endpoint.docs.latest, segments, fields, device.schema, Math.floor(this.ctx.clock() / 1000));
     try {
       await endpoint.docs.change(deepFreeze(next));
@@ -162,9 +227,17 @@ export class Pipeline {
       log.log("error", "change not made durable", { endpoint: endpoint.name, detail: (error as NodeJS.ErrnoException).code ?? String(error) });
       throw new ApiError(ERRORS.STORAGE);
     }
-    // A PUT on a pair, or on one key of it (keys/<n>/rd): the pair is the first two segments.
-    const warnings = endpoint.name === APIKEYS_ENDPOINT ? this.auditKeys(req, select(endpoint.docs.committed, segments.slice(0, 2))?.value, fields.values) : [];
     const selection = select(endpoint.docs.committed, segments);
+    this.answer(req, res, 200, okEnvelope(JSON.stringify(selection?.value ?? null)));
+  }
+
+  /** A PUT on `apikeys`: through the key-life writer (grace, confirm, the guards of key management), then audited. */
+  private async writeKeys(req: http.IncomingMessage, res: http.ServerResponse, endpoint: Endpoint, segments: string[], fields: Fields): Promise<void> {
+    const life = this.ctx.device.keyLife;
+    const written = await life.put(segments, fields, req.socket.remoteAddress ?? "", this.ctx.clock());
+    // A PUT on a pair, or on one key of it (keys/<n>/rd): the pair is the first two segments.
+    const warnings = this.auditKeys(req, written.after, fields.values);
+    const selection = select(life.live(endpoint.docs.committed), segments);
     // Weak keys are stored all the same; the warning rides in a header, the envelope stays as it is.
     const extra = warnings.length > 0 ? { [WEAK_KEY_HEADER]: weakKeyHeader(warnings) } : undefined;
     this.answer(req, res, 200, okEnvelope(JSON.stringify(selection?.value ?? null)), extra);

@@ -33,6 +33,10 @@ export interface ServerOptions {
   readonly allowedHosts?: readonly string[];
   /** The clock of the `time` stamps of writes and of the throttle. */
   readonly clock?: Clock;
+  /** Milliseconds between two writes of the pairs' last use (docs/api.md §8; default 10 min). */
+  readonly lastUseIntervalMs?: number;
+  /** Milliseconds between two looks at the key deadlines (default 1 s; tests shorten it). */
+  readonly keyLifeTickMs?: number;
   /** When set, the server speaks HTTPS (node:https) with this certificate and key (PEM); same API. */
   readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
 }
@@ -70,6 +74,8 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
     else pipeline.dispatch(req, res);
   };
   server.on("request", dispatch);
+  // Grace, confirmation and expiry run on the same clock as everything else (access/key-life.ts).
+  device.keyLife.start({ clock: options.clock ?? SYSTEM_CLOCK, log, lastUseIntervalMs: options.lastUseIntervalMs, tickMs: options.keyLifeTickMs });
   defendConnections(server, limits, { dispatch, answerError: pipeline.answerError, log });
   return server;
 }

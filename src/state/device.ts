@@ -4,6 +4,8 @@
  */
 
 import { join } from "node:path";
+import type { PreviousEntry } from "../access/key-deadlines.ts";
+import { KeyLife } from "../access/key-life.ts";
 import { buildKeyring, type Keyring } from "../access/keys.ts";
 import { deepFreeze, type Json } from "./documents.ts";
 import { wireEndpoints } from "./endpoint-wiring.ts";
@@ -53,6 +55,8 @@ export class Device {
   readonly #persist: ReadonlyMap<string, (doc: Json) => string>;
   /** File writes under way (commits, and the rewrites that follow a failed one). */
   #writesInFlight = 0;
+  /** The life of the key pairs (docs/api.md §8): previous keys, deadlines, last use; the one writer of `apikeys`. */
+  readonly keyLife: KeyLife;
 
   constructor(
     readonly schema: Schema,
@@ -62,10 +66,13 @@ export class Device {
     fs: StoreFs,
     /** The key of the fingerprints that audit lines give keys (access/fingerprint-secret.ts). */
     readonly fingerprintSecret: Buffer,
+    /** The keys that grace periods and pending confirmations keep (`<state>/previous.keys`). */
+    previous: Map<string, PreviousEntry> = new Map(),
   ) {
+    this.keyLife = new KeyLife(stateDir, fs, fingerprintSecret, schema, previous, () => this.rebuildKeyring());
     const wired = wireEndpoints(stored, factory, schema, stateDir, fs, {
       committed: (name, doc) => {
-        if (name === APIKEYS_ENDPOINT) this.#keyring = buildKeyring(doc);
+        if (name === APIKEYS_ENDPOINT) this.#keyring = buildKeyring(doc, this.keyLife.context);
       },
       writing: (delta) => {
         this.#writesInFlight += delta;
@@ -73,6 +80,20 @@ export class Device {
     });
     this.endpoints = wired.endpoints;
     this.#persist = wired.persist;
+    const apikeys = this.endpoints.get(APIKEYS_ENDPOINT);
+    if (apikeys !== undefined) this.keyLife.attach(apikeys.docs);
+  }
+
+  /** Builds the keyring again from the committed `apikeys` (the previous keys changed). */
+  private rebuildKeyring(): void {
+    const apikeys = this.endpoints.get(APIKEYS_ENDPOINT);
+    if (apikeys !== undefined) this.#keyring = buildKeyring(apikeys.docs.committed, this.keyLife.context);
+  }
+
+  /** A clean stop: the use records written, every change under way on disk. */
+  async close(): Promise<void> {
+    await this.keyLife.stop();
+    await this.idle();
   }
 
   /** The key pairs by endpoint name, as committed. */

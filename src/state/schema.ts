@@ -3,8 +3,11 @@
  * The rules are data (`device-config/schema/*.json`), so a vendor adds a type without touching code.
  */
 
+import { isValidExpires } from "../access/expires.ts";
+import { isValidOrigins } from "../access/origins.ts";
+
 /** The kinds of value a writable member can hold. */
-export type Kind = "string" | "integer" | "number" | "boolean" | "ipv4" | "port" | "key";
+export type Kind = "string" | "integer" | "number" | "boolean" | "ipv4" | "port" | "key" | "label" | "expires" | "origins";
 
 /** How one writable member converts and what values it accepts. */
 export interface MemberRule {
@@ -40,7 +43,9 @@ export interface Schema {
 export const DEFAULT_MAX_STRING_LENGTH = 255;
 export const MAX_KEY_LENGTH = 128;
 
-const KINDS: ReadonlySet<string> = new Set<Kind>(["string", "integer", "number", "boolean", "ipv4", "port", "key"]);
+const KINDS: ReadonlySet<string> = new Set<Kind>(["string", "integer", "number", "boolean", "ipv4", "port", "key", "label", "expires", "origins"]);
+/** A pair's `label` (docs/api.md §8): at most this many characters, the string rule's characters. */
+export const MAX_LABEL_LENGTH = 64;
 const INTEGER_TEXT = /^-?(?:0|[1-9][0-9]*)$/;
 const NUMBER_TEXT = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
 const OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
@@ -69,6 +74,12 @@ export function isValidValue(rule: MemberRule, value: unknown): boolean {
       );
     case "key":
       return isValidKey(value);
+    case "label":
+      return typeof value === "string" && value.length <= MAX_LABEL_LENGTH && !CONTROL.test(value);
+    case "expires":
+      return isValidExpires(value);
+    case "origins":
+      return isValidOrigins(value);
     case "ipv4":
       return typeof value === "string" && IPV4.test(value);
     case "boolean":
@@ -96,6 +107,9 @@ export function convertText(rule: MemberRule, text: string): unknown {
     case "string":
     case "key":
     case "ipv4":
+    case "label":
+    case "expires":
+    case "origins":
       value = text;
       break;
     case "boolean":
