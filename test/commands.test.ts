@@ -37,6 +37,9 @@ const FACTORY_TABLE = [
   "process     rdKey6  wrKey6",
   "data        rdKey7  wrKey7",
   "",
+  "pair        enabled  expires  origins  last used  from  grace until  confirm until  keys changed  label",
+  ...["properties", "apikeys", "httpro", "httprw", "httpsu", "process", "data"].map((p) => `${p.padEnd(10)}  yes      never    any      -          -     -            -              -             `),
+  "",
 ].join("\n");
 
 describe("--version and keys generate", () => {
@@ -133,7 +136,53 @@ describe("keys set", () => {
     expect(unknown.stderr).toBe("apikeyd: no key pair by that name; the pairs are: properties, apikeys, httpro, httprw, httpsu, process, data\n");
     const bare = await runCli(["keys", "set", "process", "--state-dir", stateDir]);
     expect(bare.code).toBe(2);
-    expect(bare.stderr).toBe("apikeyd: keys set <pair> [--rd=KEY] [--wr=KEY]: needs --rd=KEY, --wr=KEY or both\nTry --help.\n");
+    expect(bare.stderr).toBe("apikeyd: keys set <pair> [--rd=KEY] [--wr=KEY]: needs --rd=KEY, --wr=KEY or both, or --label, --enabled, --expires, --origins\nTry --help.\n");
+  });
+});
+
+describe("keys set: the life of a pair (docs/api.md §8)", () => {
+  it("sets label, enabled, expires and origins offline, the apikeys pair's too, with audit lines; keys show prints them", async () => {
+    const stateDir = await seededState();
+    const r = await runCli(["keys", "set", "apikeys", "--label=master key", "--enabled=false", "--expires=2031-01-02 03:04:05", "--origins=10.0.0.0/8, ::1", "--state-dir", stateDir]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`apikeys: label, enabled, expires and origins changed in ${stateDir}/apikeys.json\n`);
+    expect(r.stderr).toContain("event=pair-disabled source=keys-set pair=apikeys");
+    expect(r.stderr).toContain("warning: the apikeys pair is switched off or expires");
+    const pair = (JSON.parse(await readFile(join(stateDir, "apikeys.json"), "utf8")) as { keys: Array<Record<string, unknown>> }).keys[1];
+    expect(pair).toMatchObject({ label: "master key", enabled: false, expires: "2031-01-02 03:04:05", origins: "10.0.0.0/8, ::1" });
+    const show = await runCli(["keys", "show", "--state-dir", stateDir]);
+    expect(show.stdout).toContain("apikeys     NO       2031-01-02 03:04:05  10.0.0.0/8,::1  -          -     -            -              -             master key\n");
+    const ts = await startServer({ stateDir });
+    expect((await call(ts, "GET", "/api/v1/apikeys", { rd: "rdKey2" })).json?.meta.error).toBe(16);
+  });
+
+  it("refuses values that break the API's rules, without repeating them, and changes nothing", async () => {
+    const stateDir = await seededState();
+    const before = await snapshot(stateDir);
+    for (const [flag, message] of [
+      ["--expires=2031-02-30 00:00:00", 'a real date and time in UTC, "YYYY-MM-DD HH:MM:SS", or "" for never'],
+      ["--origins=10.0.0.0/40", 'a comma-separated list of IPv4/IPv6 addresses and CIDR ranges, or "" for any'],
+      ["--enabled=maybe", "true, false, 1 or 0"],
+      [`--label=${"x".repeat(65)}`, "0 to 64 characters, no control characters"],
+    ] as const) {
+      const r = await runCli(["keys", "set", "data", flag, "--state-dir", stateDir]);
+      expect([flag, r.code, r.stderr]).toEqual([flag, 1, `apikeyd: ${flag.split("=")[0]}: ${message}\n`]);
+    }
+    expect(await snapshot(stateDir)).toEqual(before);
+    expect((await runCli(["keys", "show", "--label=x", "--state-dir", stateDir])).stderr).toContain("keys show: takes no --label");
+  });
+
+  it("a change of keys offline stamps `changed` and ends the pair's grace (its previous keys forgotten)", async () => {
+    const ts = await startServer();
+    expect((await call(ts, "PUT", "/api/v1/apikeys/keys/6", { rd: "rdKey2", wr: "wrKey2", body: "rd=Grace-New-Key-1&grace=3600" })).status).toBe(200);
+    await ts.stop();
+    expect(await readFile(join(ts.stateDir, "previous.keys"), "utf8")).toContain("rdKey7");
+    const r = await runCli(["keys", "set", "data", "--rd=Offline-Key-22", "--state-dir", ts.stateDir]);
+    expect(r.code).toBe(0);
+    await expect(stat(join(ts.stateDir, "previous.keys"))).rejects.toThrow();
+    const pair = (JSON.parse(await readFile(join(ts.stateDir, "apikeys.json"), "utf8")) as { keys: Array<Record<string, unknown>> }).keys[6];
+    expect(pair).toMatchObject({ rd: "Offline-Key-22", graceUntil: 0, confirmUntil: 0 });
+    expect(Math.abs((pair?.["changed"] as number) - Date.now() / 1000)).toBeLessThan(60);
   });
 });
 

@@ -26,6 +26,8 @@ export interface Options {
   /** Flags of the subcommands (`keys set --rd=K --wr=K`, `reset --keys-only --yes`). */
   readonly rd: string | undefined;
   readonly wr: string | undefined;
+  /** `keys set` flags of the life of a pair (docs/api.md §8), as typed. */
+  readonly life: Readonly<Partial<Record<LifeFlag, string>>>;
   readonly keysOnly: boolean;
   readonly yes: boolean;
 }
@@ -50,6 +52,10 @@ const FLAGS = {
 
 type FlagName = keyof typeof FLAGS;
 
+/** The members of a pair's life that `keys set` takes as flags. */
+export const LIFE_FLAGS = ["label", "enabled", "expires", "origins"] as const;
+export type LifeFlag = (typeof LIFE_FLAGS)[number];
+
 /** The text of --help. */
 export function helpText(): string {
   const lines = [
@@ -61,6 +67,7 @@ export function helpText(): string {
     "Commands (field service; they use --config-dir and --state-dir like the server):",
     "  keys show                              print every key pair of the state folder (the keys themselves)",
     "  keys set <pair> [--rd=KEY] [--wr=KEY]  change a pair offline (refused while the server runs)",
+    "  keys set <pair> [--label=T] [--enabled=true|false] [--expires=D] [--origins=L]  its life, offline, every member",
     "  keys generate                          print a new random key (192 bits, header-safe)",
     "  keys fingerprint                       print the log fingerprint of each key read from standard input",
     "  reset [--keys-only] [--yes]            factory reset of the state (or of the keys alone)",
@@ -85,10 +92,11 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
     version: { type: "boolean" },
     rd: { type: "string" },
     wr: { type: "string" },
+    ...Object.fromEntries(LIFE_FLAGS.map((f) => [f, { type: "string" as const }])),
     "keys-only": { type: "boolean" },
     yes: { type: "boolean", short: "y" },
   };
-  const parsed = parseArgv(argv, spec, { positionals: true, once: ["rd", "wr"] });
+  const parsed = parseArgv(argv, spec, { positionals: true, once: ["rd", "wr", ...LIFE_FLAGS] });
   const values = parsed.values;
   const get = (name: FlagName): string | undefined => {
     const v = values[name];
@@ -109,7 +117,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
   const tlsKey = get("tls-key");
   if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError("--tls-cert and --tls-key go together");
   const command = Object.freeze([...parsed.positionals]);
-  const commandFlag = (["rd", "wr", "keys-only", "yes"] as const).find((f) => values[f] !== undefined);
+  const commandFlag = (["rd", "wr", ...LIFE_FLAGS, "keys-only", "yes"] as const).find((f) => values[f] !== undefined);
   if (command.length === 0 && commandFlag !== undefined) throw new UsageError(`--${commandFlag} belongs to a command (keys set, reset)`);
   return Object.freeze({
     host: get("host"),
@@ -133,6 +141,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
     command,
     rd: typeof values["rd"] === "string" ? values["rd"] : undefined,
     wr: typeof values["wr"] === "string" ? values["wr"] : undefined,
+    life: Object.freeze(Object.fromEntries(LIFE_FLAGS.filter((f) => typeof values[f] === "string").map((f) => [f, values[f] as string]))),
     keysOnly: values["keys-only"] === true,
     yes: values["yes"] === true,
   });

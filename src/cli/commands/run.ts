@@ -42,6 +42,8 @@ function dispatch(options: Options, io: CommandIo): Promise<number> {
       const given = flag === "keysOnly" || flag === "yes" ? options[flag] : options[flag] !== undefined;
       if (given && !onlyFlags.includes(flag)) throw new CommandError(`${USAGE[name]}: takes no --${flag === "keysOnly" ? "keys-only" : flag}`, 2);
     }
+    const life = Object.keys(options.life)[0];
+    if (life !== undefined && name !== "keys set") throw new CommandError(`${USAGE[name]}: takes no --${life}`, 2);
   };
   if (command === "keys" && sub === "show") {
     expect("keys show", 2, []);
@@ -49,7 +51,7 @@ function dispatch(options: Options, io: CommandIo): Promise<number> {
   }
   if (command === "keys" && sub === "set") {
     expect("keys set", 3, ["rd", "wr"]);
-    return keysSet(options.configDir, options.stateDir, rest[0] as string, { rd: options.rd, wr: options.wr }, io);
+    return keysSet(options.configDir, options.stateDir, rest[0] as string, { rd: options.rd, wr: options.wr, ...options.life }, io);
   }
   if (command === "keys" && sub === "generate") {
     expect("keys generate", 2, []);
