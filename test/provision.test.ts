@@ -27,6 +27,26 @@ afterEach(cleanup);
 afterAll(closeAgents);
 
 describe("a full run", () => {
+  it("rotates with --grace, --label and --expires: the old keys open until the grace ends, every change confirmed", async () => {
+    const dir = await tempDir();
+    const [ts] = await startFleet(1);
+    const out = join(dir, "secrets.json");
+    const args = ["--inventory", await writeInventory(dir, [hostOf(ts!)]), "--out", out, "--grace", "600", "--label", "fleet 2030", "--expires", "2099-01-01 00:00:00", ...ROOMY_FLAG];
+    const run = await runTool(args, dir);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    const keys = (await readSecrets(out))[hostOf(ts!)]!;
+    const pairs = ((await call(ts!, "GET", "/api/v1/apikeys", { rd: keys["apikeys"]!.rd })).json?.data as { keys: Array<Record<string, unknown>> }).keys;
+    for (const pair of pairs) {
+      expect(pair).toMatchObject({ label: "fleet 2030", confirmUntil: 0, expires: pair["name"] === "apikeys" ? "" : "2099-01-01 00:00:00" });
+      expect(pair["graceUntil"]).toBeGreaterThan(Date.now() / 1000);
+      const name = String(pair["name"]);
+      expect((await call(ts!, "GET", `/api/v1/${name}`, { rd: FACTORY[name]!.rd })).status).toBe(200);
+      expect((await call(ts!, "GET", `/api/v1/${name}`, { rd: keys[name]!.rd })).status).toBe(200);
+    }
+    const bad = await runTool([...args.slice(0, 4), "--confirm", "5"], dir);
+    expect(bad.code).toBe(2);
+  });
+
   it("gives every pair of every device fresh keys, records them (0600) and a re-run changes nothing", async () => {
     const dir = await tempDir();
     const fleet = await startFleet(3);

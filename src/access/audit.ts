@@ -26,11 +26,13 @@ export function auditKeySet(trail: AuditTrail, factoryKeys: ReadonlySet<string>,
   return warnings;
 }
 
-/** Logs a `key-changed` event for each side whose key differs between two keyrings. */
+/** Logs a `key-changed` event for each side whose key differs between two keyrings, and a pair switched on or off. */
 export function auditKeyringChanges(trail: AuditTrail, before: Keyring, after: Keyring, context: LogFields): void {
   for (const [name, pair] of after) {
     for (const side of ["rd", "wr"] as const) {
       if (before.get(name)?.[side] !== pair[side]) auditKeyChange(trail, name, side, pair[side], context);
     }
+    const was = before.get(name)?.enabled ?? true;
+    if (was !== pair.enabled) trail.log.log("info", pair.enabled ? "pair enabled" : "pair disabled", { event: pair.enabled ? "pair-enabled" : "pair-disabled", ...context, pair: name });
   }
 }

@@ -16,7 +16,10 @@ import { InventoryError, parseInventory, type InventoryDevice } from "./inventor
 import { Journal, JournalError, readJournal, type Intent } from "./journal.ts";
 import { DEFAULT_DEVICE_THROTTLE, type DeviceThrottle } from "./pacing.ts";
 import { Progress } from "./progress.ts";
-import { provisionDevice, type DeviceOutcome } from "./rotate.ts";
+import { DEFAULT_CONFIRM_S, provisionDevice, type ChangeSettings, type DeviceOutcome } from "./rotate.ts";
+import { MAX_CONFIRM_S, MAX_GRACE_S, MIN_CONFIRM_S } from "../access/key-life.ts";
+import { isValidExpires } from "../access/expires.ts";
+import { isValidValue } from "../state/schema.ts";
 import { readSecrets, SecretsFile, SecretsFileError } from "./secrets-file.ts";
 
 const USAGE = `Usage: node dist/provision.js --inventory FILE --out FILE [options]
@@ -38,6 +41,12 @@ instant: run it again with the same arguments to finish.
                          or the devices' own self-signed certificates), instead of Node's built-in
                          list of public CAs. Certificates are always checked, their name or IP too
   --concurrency N        devices worked on at once (default 4, at most 64)
+  --confirm S            each change is sent with confirm=S (10 to 3600, default 120): the device
+                         goes back to the old keys unless the tool's checks present the new ones
+                         within S seconds, so a run killed mid-way leaves keys the journal knows
+  --grace S              the replaced keys keep working S more seconds (0 to 604800, default 0)
+  --label TEXT           the label of each pair rotated (0 to 64 characters)
+  --expires DATE         "YYYY-MM-DD HH:MM:SS" (UTC): each pair rotated, except apikeys, expires then
   --dry-run              read the devices and say what would change; change nothing
   --device-throttle N/S  the devices block an address after N wrong keys in S seconds (default 10/60);
                          the tool stays under it
@@ -59,6 +68,7 @@ interface Settings {
   readonly throttle: DeviceThrottle;
   readonly timeoutMs: number;
   readonly ca: string | undefined;
+  readonly change: ChangeSettings;
 }
 
 function parseSettings(argv: string[]): Settings | "help" {
@@ -72,6 +82,10 @@ function parseSettings(argv: string[]): Settings | "help" {
       "dry-run": { type: "boolean" },
       "device-throttle": { type: "string" },
       timeout: { type: "string" },
+      confirm: { type: "string" },
+      grace: { type: "string" },
+      label: { type: "string" },
+      expires: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     { positionals: false },
@@ -94,7 +108,17 @@ function parseSettings(argv: string[]): Settings | "help" {
   }
   const ca = values["ca"];
   if (ca === "") throw new UsageError("--ca takes a FILE");
-  return { inventory, out, concurrency, dryRun: values["dry-run"] === true, throttle, timeoutMs: timeoutS * 1000, ca: typeof ca === "string" ? ca : undefined };
+  const label = values["label"];
+  const expires = values["expires"];
+  if (typeof label === "string" && !isValidValue({ kind: "label" }, label)) throw new UsageError("--label takes 0 to 64 characters, no control characters");
+  if (typeof expires === "string" && !isValidExpires(expires)) throw new UsageError('--expires takes a real date and time in UTC, "YYYY-MM-DD HH:MM:SS"');
+  const change: ChangeSettings = {
+    confirmS: optionalNumber(values["confirm"], DEFAULT_CONFIRM_S, "confirm", MIN_CONFIRM_S, MAX_CONFIRM_S),
+    graceS: optionalNumber(values["grace"], 0, "grace", 0, MAX_GRACE_S),
+    ...(typeof label === "string" ? { label } : {}),
+    ...(typeof expires === "string" ? { expires } : {}),
+  };
+  return { inventory, out, concurrency, dryRun: values["dry-run"] === true, throttle, timeoutMs: timeoutS * 1000, ca: typeof ca === "string" ? ca : undefined, change };
 }
 
 
@@ -193,6 +217,7 @@ async function run(settings: Settings): Promise<number> {
           record: (host, keys, complete) => secrets.record(host, keys, complete),
           event: (host, message) => progress.event(host, message),
           taken,
+          change: settings.change,
         },
       );
       progress.finish(device.host, describe(outcome), outcome.status === "failed");

@@ -42,7 +42,23 @@ export interface RotateContext {
   event(host: string, message: string): void;
   /** Keys already in use anywhere in this run; new keys are checked against it. */
   readonly taken: Set<string>;
+  /** How each change is sent (docs/provisioning.md): confirm-or-revert window, grace, label, expiry. */
+  readonly change?: ChangeSettings;
 }
+
+/** What the tool asks of each change besides the keys (docs/api.md §8). */
+export interface ChangeSettings {
+  /** Seconds the device waits for the new keys to be presented before it reverts (10 to 3600). */
+  readonly confirmS: number;
+  /** Seconds the replaced keys keep opening (0: none). */
+  readonly graceS: number;
+  readonly label?: string;
+  /** `YYYY-MM-DD HH:MM:SS` (UTC); never sent for the apikeys pair, which the device refuses to expire. */
+  readonly expires?: string;
+}
+
+/** Two minutes to confirm: several times what checking a change takes, short enough that a killed run's device is back on known keys soon. */
+export const DEFAULT_CONFIRM_S = 120;
 
 /** How a device ended. `changed` names the pairs whose new keys this run set or confirmed. */
 export type DeviceOutcome =
@@ -215,7 +231,7 @@ class DeviceRun {
       const landed = this.landedIntent(p);
       if (landed !== undefined) {
         this.ctx.event(this.host, `${p.name}: found the keys of an interrupted change; checking them`);
-        await this.verify(p.name, oldPair(landed), newPair(landed));
+        if ((await this.verify(p.name, oldPair(landed), newPair(landed))) === "no endpoint") await this.settle(p, auth, newPair(landed));
         this.accept(p.name, newPair(landed));
         continue;
       }
@@ -224,7 +240,9 @@ class DeviceRun {
       const intent: Intent = { host: this.host, endpoint: p.name, oldRd: p.rd, oldWr: p.wr, newRd: fresh.rd, newWr: fresh.wr };
       await this.ctx.journal(intent);
       this.intents.push(intent);
-      const a = await this.send("PUT", `${API}${APIKEYS}/keys/${p.index}`, { rd: auth.rd, wr: auth.wr, form: { rd: fresh.rd, wr: fresh.wr } });
+      // Sent with confirm: unless the checks below present the new keys in time, the device goes
+      // back to the old ones, which the journal line holds, so a killed run leaves no unknown keys.
+      const a = await this.send("PUT", `${API}${APIKEYS}/keys/${p.index}`, { rd: auth.rd, wr: auth.wr, form: this.changeForm(p.name, fresh) });
       // 401/403: the apikeys pair is no longer the one we read (a late request, another client);
       // 1: the pair is gone. Either way, read the device again.
       if (a.status === 401 || a.status === 403 || a.error === 1) return "restart";
@@ -233,10 +251,32 @@ class DeviceRun {
       if (now?.["name"] !== p.name) throw new DeviceFailure(`its pair ${p.index} is no longer ${p.name}; re-run to finish`);
       if (now["rd"] !== fresh.rd || now["wr"] !== fresh.wr) throw new DeviceFailure(`answered the change of ${p.name} with other keys than were sent`);
       if (p.name === APIKEYS) auth = fresh;
-      await this.verify(p.name, p, fresh);
+      if ((await this.verify(p.name, p, fresh)) === "no endpoint") await this.settle(p, auth, fresh);
       this.accept(p.name, fresh);
     }
     return "converged";
+  }
+
+  /** The form of a change: the new keys, the confirmation window, and what --grace, --label and --expires ask. */
+  private changeForm(name: string, fresh: Pair): Record<string, string> {
+    const change = this.ctx.change;
+    const form: Record<string, string> = { rd: fresh.rd, wr: fresh.wr };
+    if (change === undefined) return form;
+    form["confirm"] = String(change.confirmS);
+    if (change.graceS > 0) form["grace"] = String(change.graceS);
+    if (change.label !== undefined) form["label"] = change.label;
+    if (change.expires !== undefined && name !== APIKEYS) form["expires"] = change.expires;
+    return form;
+  }
+
+  /**
+   * A pair without an endpoint cannot be confirmed by a request on it: its keys are sent again
+   * without confirm, which ends the pending confirmation (a later change of a pair ends it).
+   */
+  private async settle(p: DevicePair, auth: Pair, fresh: Pair): Promise<void> {
+    if (this.ctx.change === undefined) return;
+    const a = await this.send("PUT", `${API}${APIKEYS}/keys/${p.index}`, { rd: auth.rd, wr: auth.wr, form: { rd: fresh.rd, wr: fresh.wr } });
+    if (a.status !== 200 || a.error !== 0) throw new DeviceFailure(`refused to keep the new keys of ${p.name} (HTTP ${a.status}, error ${a.error})`);
   }
 
   private accept(name: string, keys: Pair): void {
@@ -251,21 +291,25 @@ class DeviceRun {
    * checks are PUTs with an empty body, which the device refuses (error 9) after the key check,
    * so they change nothing.
    */
-  private async verify(name: string, old: Pair, fresh: Pair): Promise<void> {
+  private async verify(name: string, old: Pair, fresh: Pair): Promise<"checked" | "no endpoint"> {
     const path = API + encodeURIComponent(name);
     const read = await this.send("GET", path, { rd: fresh.rd });
     if (read.status === 404) {
       // A pair without an endpoint: nothing to check it against but the apikeys document.
       this.ctx.event(this.host, `${name}: no such endpoint; checked through the apikeys document only`);
-      return;
+      return "no endpoint";
     }
     if (read.status !== 200) throw new DeviceFailure(`${name}: the new read key does not read (HTTP ${read.status}, error ${read.error})`);
+    // Both new keys presented: this request also confirms a change sent with confirm.
     const write = await this.send("PUT", path, { rd: fresh.rd, wr: fresh.wr, form: {} });
     if (!passedKeyCheck(write)) throw new DeviceFailure(`${name}: the new write key is refused (HTTP ${write.status}, error ${write.error})`);
+    // Within a grace the old keys still open, as asked: nothing more to check.
+    if ((this.ctx.change?.graceS ?? 0) > 0) return "checked";
     const oldRead = await this.send("GET", path, { rd: old.rd, mayBeRefused: true });
     if (oldRead.status !== 401) throw new DeviceFailure(`${name}: the old read key still reads (HTTP ${oldRead.status})`);
     const oldWrite = await this.send("PUT", path, { rd: fresh.rd, wr: old.wr, form: {}, mayBeRefused: true });
     if (oldWrite.status !== 403) throw new DeviceFailure(`${name}: the old write key is not refused (HTTP ${oldWrite.status}, error ${oldWrite.error})`);
+    return "checked";
   }
 
   /** Two keys never used before in this run nor found on the device. */
