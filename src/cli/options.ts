@@ -67,7 +67,7 @@ export function helpText(): string {
     "Commands (field service; they use --config-dir and --state-dir like the server):",
     "  keys show                              print every key pair of the state folder (the keys themselves)",
     "  keys set <pair> [--rd=KEY] [--wr=KEY]  change a pair offline (refused while the server runs)",
-    "  keys set <pair> [--label=T] [--enabled=true|false] [--expires=D] [--origins=L]  its life, offline, every member",
+    "  keys set <pair> [--label=T] [--enabled=B] [--expires=D] [--origins=L]  its life, offline, every member",
     "  keys generate                          print a new random key (192 bits, header-safe)",
     "  keys fingerprint                       print the log fingerprint of each key read from standard input",
     "  reset [--keys-only] [--yes]            factory reset of the state (or of the keys alone)",
