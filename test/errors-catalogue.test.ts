@@ -38,6 +38,8 @@ const DOCUMENTED_TABLE: ReadonlyArray<readonly [number, string, number]> = [
   [13, "JSON_ERROR_STORAGE", 503],
   [14, "JSON_ERROR_INTERNAL", 500],
   [15, "JSON_ERROR_HEADERS_TOO_LARGE", 431],
+  [16, "JSON_ERROR_KEY_INACTIVE", 401],
+  [17, "JSON_ERROR_ORIGIN_DENIED", 403],
 ];
 
 const RD1 = { rd: "rdKey1" };
@@ -493,7 +495,21 @@ describe("error 15: request line and headers over the limit", () => {
   });
 });
 
-describe("precedence (docs/api.md §5: 2, 5, 12, 3, 4, 10/11/9, 1, 7/6/8)", () => {
+describe("errors 16 and 17: the keys are right, the pair's life says no (docs/api.md §8)", () => {
+  it("16: a pair switched off, or expired; 17: a client outside its origins", async () => {
+    const ts = await startServer();
+    const master = { rd: "rdKey2", wr: "wrKey2" };
+    expect((await call(ts, "PUT", "/api/v1/apikeys/keys/0", { ...master, body: "enabled=false" })).status).toBe(200);
+    expectError(await call(ts, "GET", "/api/v1/properties/name", RD1), 16);
+    expect((await call(ts, "PUT", "/api/v1/apikeys/keys/0", { ...master, body: "enabled=true&expires=2001-01-01+00%3A00%3A00" })).status).toBe(200);
+    expectError(await call(ts, "PUT", "/api/v1/properties/name", { ...RW1, body: "name=x" }), 16);
+    expect((await call(ts, "PUT", "/api/v1/apikeys/keys/0", { ...master, body: "expires=&origins=127.0.0.31" })).status).toBe(200);
+    expectError(await call(ts, "GET", "/api/v1/properties/name", { ...RD1, localAddress: "127.0.0.32" }), 17);
+    expect((await call(ts, "GET", "/api/v1/properties/name", { ...RD1, localAddress: "127.0.0.31" })).text).toBe(ok("eNetMini1"));
+  });
+});
+
+describe("precedence (docs/api.md §5: 2, 5, 12, 3, 4, 16, 17, 10/11/9, 1, 7/6/8)", () => {
   let ts: TestServer;
   const put = (path: string, options: Parameters<typeof call>[3]): Promise<Answer> => call(ts, "PUT", path, options);
 
@@ -523,6 +539,19 @@ describe("precedence (docs/api.md §5: 2, 5, 12, 3, 4, 10/11/9, 1, 7/6/8)", () =
     expectError(await put("/api/v1/properties", { ...RD1, body: "a".repeat(5000) }), 4);
     expectError(await put("/api/v1/properties", { ...RD1, body: "name=x", contentType: "text/plain" }), 4);
     expectError(await put("/api/v1/properties", { ...RD1, body: "=" }), 4);
+  });
+
+  it("write key (4) before inactive (16) before origin (17) before body size, type and syntax (10, 11, 9) and path (1)", async () => {
+    ts = await startServer();
+    const master = { rd: "rdKey2", wr: "wrKey2" };
+    expect((await put("/api/v1/apikeys/keys/0", { ...master, body: "enabled=false&origins=127.0.0.33" })).status).toBe(200);
+    const outside = { localAddress: "127.0.0.34" };
+    expectError(await put("/api/v1/properties/nope", { ...outside, rd: "wrong", body: "x" }), 3);
+    expectError(await put("/api/v1/properties/nope", { ...outside, ...RD1, wr: "wrong", body: "x" }), 4);
+    expectError(await put("/api/v1/properties/nope", { ...outside, ...RW1, body: "a".repeat(5000) }), 16);
+    expect((await put("/api/v1/apikeys/keys/0", { ...master, body: "enabled=true" })).status).toBe(200);
+    expectError(await put("/api/v1/properties/nope", { ...outside, ...RW1, body: "a".repeat(5000), contentType: "text/plain" }), 17);
+    expectError(await put("/api/v1/properties/nope", { localAddress: "127.0.0.33", ...RW1, body: "a".repeat(5000) }), 10);
   });
 
   it("body size (10) before type (11) before syntax (9) before path (1)", async () => {

@@ -227,3 +227,8 @@ export async function until(what: string, condition: () => boolean | Promise<boo
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+/** An answer's text with every pair's last use blanked: it moves with each request a pair lets in (docs/api.md §8). */
+export function withoutLastUse(text: string): string {
+  return text.replace(/"lastUsed":\d+,"lastUsedFrom":"[^"]*"/g, '"lastUsed":-');
+}
