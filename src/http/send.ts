@@ -6,10 +6,12 @@ import { CATALOGUE, errorEnvelope } from "./errors.ts";
 /** The serialized error envelope of each catalogue code, made once. */
 export const ERROR_BODIES: ReadonlyMap<number, Buffer> = new Map(CATALOGUE.map((e) => [e.code, errorEnvelope(e)]));
 
-/** A request as our server builds it: when it arrived, and the name of the pair its keys matched. */
+/** A request as our server builds it: when it arrived, the name of the pair its keys matched, why it was refused. */
 export class Request extends http.IncomingMessage {
   readonly started = performance.now();
   pair = "-";
+  /** Why the request was refused, in words, for its log line. */
+  refusal: string | undefined = undefined;
 }
 
 const bodiesRead = new WeakSet<http.IncomingMessage>();
