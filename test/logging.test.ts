@@ -81,6 +81,14 @@ describe("request and audit lines", () => {
     for (const secret of SECRETS) expect(lines.join("\n")).not.toContain(secret);
   });
 
+  it("emptying a key at runtime logs the start's open-endpoint warning, naming every open endpoint", async () => {
+    const { ts, lines } = await loggedServer("text");
+    await call(ts, "PUT", "/api/v1/apikeys/keys/5", { rd: "rdKey2", wr: "wrKey2", body: "rd=" });
+    expect(lines.filter((l) => l.includes("open to anyone"))).toEqual([expect.stringMatching(/ WARN  endpoints open to anyone \(an empty key\); acceptable only before provisioning endpoints=process$/)]);
+    await call(ts, "PUT", "/api/v1/apikeys/keys/6", { rd: "rdKey2", wr: "wrKey2", body: "wr=" });
+    expect(lines.filter((l) => l.includes("open to anyone")).at(-1)).toMatch(/ endpoints=process,data$/);
+  });
+
   it("quotes a path that could break the line, and cuts a very long one", async () => {
     const lines: string[] = [];
     const log = createLogger("text", (l) => lines.push(l));

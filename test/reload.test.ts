@@ -46,6 +46,16 @@ describe("SIGHUP", () => {
     expect(await server.stop()).toBe(0);
   });
 
+  it("reports only the documents whose content changed: a file saved in another layout has not", async () => {
+    const ts = await startServer();
+    const path = join(ts.stateDir, "properties.json");
+    await writeFile(path, JSON.stringify(JSON.parse(await readFile(path, "utf8")))); // compact, same content
+    expect(await ts.device.reload()).toEqual([]);
+    await edit(ts.stateDir, "process.json", (doc) => (doc["name"] = "renamed"));
+    expect(await ts.device.reload()).toEqual(["process"]);
+    expect(await ts.device.reload()).toEqual([]);
+  });
+
   it("refuses a broken folder with the reason, keeps serving the old state, and takes the fix", async () => {
     const stateDir = await tempDir();
     const server = await startCli(["--state-dir", stateDir]);

@@ -5,7 +5,7 @@
  */
 
 import type * as http from "node:http";
-import { auditKeySet, type AuditTrail } from "../access/audit.ts";
+import { auditKeySet, warnOpenEndpoints, type AuditTrail } from "../access/audit.ts";
 import { DUPLICATED, keyMatches, presentedKeys } from "../access/keys.ts";
 import type { Throttle } from "../access/throttle.ts";
 import { factoryKeysOf, WEAK_KEY_HEADER, weakKeyHeader, type WeakKeyWarning } from "../access/weak-keys.ts";
@@ -74,6 +74,7 @@ export class Pipeline {
     const path = query === -1 ? url : url.slice(0, query);
     if (!path.startsWith(PREFIX)) throw new ApiError(ERRORS.ENDPOINT_NOT_FOUND, "the API is under /api/v1/; GET /api/v1/ lists its endpoints");
     const rest = path.slice(PREFIX.length);
+    if (rest === "") return this.index(req, res);
     const slash = rest.indexOf("/");
     const endpointName = decodeName(slash === -1 ? rest : rest.slice(0, slash));
     const endpoint = endpointName === undefined ? undefined : this.ctx.device.endpoints.get(endpointName);
@@ -92,6 +93,25 @@ export class Pipeline {
     if (subPath.length > 1 && subPath.endsWith("/")) subPath = subPath.slice(0, -1);
     if (isRead) return this.read(req, res, endpoint, path, subPath);
     return this.write(req, res, endpoint, subPath);
+  }
+
+  /**
+   * `GET /api/v1/`: what a user tries first. Each endpoint's name and whether reading and writing
+   * need a key (`writeKey` null: not writable at all), nothing else; anyone may ask, as anyone
+   * may try each endpoint. Computed per request: a key change opens or closes an endpoint.
+   */
+  private index(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      throw new ApiError(ERRORS.METHOD_NOT_ALLOWED, "the list of endpoints takes GET and HEAD", { Allow: ALLOW_READ_ONLY });
+    }
+    const keyring = this.ctx.device.keyring;
+    const list = [...this.ctx.device.endpoints.values()].map((e) => {
+      const pair = keyring.get(e.name);
+      const readKey = e.keyed && (pair === undefined || pair.rd !== "");
+      const writeKey = !e.writable ? null : readKey || pair === undefined || pair.wr !== "";
+      return { name: e.name, readKey, writeKey };
+    });
+    this.answer(req, res, 200, okEnvelope(JSON.stringify(list)));
   }
 
   /**
@@ -187,6 +207,8 @@ export class Pipeline {
       if (!values.has(side) || typeof key !== "string") continue;
       warnings.push(...auditKeySet(this.trail, this.factoryKeys, written["name"], side, key, { client: req.socket.remoteAddress }));
     }
+    // An emptied key opens an endpoint: the start's warning, at once.
+    if (warnings.some((w) => w.reason === "empty")) warnOpenEndpoints(this.ctx.log, this.ctx.device.provisioningReport().open);
     return warnings;
   }
 
