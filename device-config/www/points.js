@@ -37,7 +37,15 @@ async function loadProcess() {
 
 function build() {
   const entries = process && Array.isArray(process.entries) ? process.entries : [];
+  const old = cards;
   cards = entries.map((entry, i) => card(entry, i));
+  // A rename rebuilds the cards: each keeps the answer it was showing.
+  cards.forEach((c, i) => {
+    if (old[i] === undefined) return;
+    c.status.textContent = old[i].status.textContent;
+    c.status.className = old[i].status.className;
+    if (old[i].entry !== undefined) show(c, old[i].entry);
+  });
   list.replaceChildren(...cards.map((c) => c.root));
 }
 
@@ -114,6 +122,7 @@ function addControls(c, entry, i) {
 /** Shows one data entry in its card. */
 function show(c, entry) {
   if (!entry || typeof entry !== "object") return;
+  c.entry = entry;
   c.value.textContent = valueText(entry.pin, c.unit);
   c.error.textContent = entry.error ? `fault ${entry.error}` : "no fault";
   c.error.className = entry.error ? "fault" : "";
