@@ -60,13 +60,12 @@ type ErrorStatus = keyof typeof REASONS;
 
 /** Serves the homepage of one server. */
 export class WebHandler {
-  /** When the server was built: `uptime` counts from here. */
-  private readonly startedAt: number;
+  /** When the server was built (performance.now(), monotonic): `uptime` counts from here. */
+  private readonly startedAt = performance.now();
   private root: WebRoot | undefined;
   private rootWarned = false;
 
   constructor(private readonly ctx: WebContext) {
-    this.startedAt = ctx.clock();
     void this.webRoot();
   }
 
