@@ -80,7 +80,7 @@ export interface Answer {
   readonly status: number;
   readonly headers: Record<string, string | string[] | undefined>;
   readonly text: string;
-  /** The parsed envelope (undefined for an empty body, e.g. HEAD). */
+  /** The parsed envelope (undefined for an empty body, e.g. HEAD, and for a page of the homepage). */
   readonly json: { meta: { error: number; message: string }; data: unknown } | undefined;
 }
 
@@ -139,7 +139,8 @@ export async function call(ts: { origin: string }, method: string, path: string,
     status: res.statusCode,
     headers: res.headers as Record<string, string | string[] | undefined>,
     text,
-    json: text === "" ? undefined : (JSON.parse(text) as Answer["json"]),
+    // Pages of the homepage are HTML: only the API's envelope is parsed.
+    json: text === "" || res.headers["content-type"] !== "application/json" ? undefined : (JSON.parse(text) as Answer["json"]),
   };
 }
 

@@ -18,6 +18,7 @@ import { applyWrite, NO_SUCH_PATH } from "../state/write-rules.ts";
 import { bodyFormat, parseBody, readBody } from "./body.ts";
 import { ApiError, ERRORS, errorEnvelope, okEnvelope, type CatalogueEntry } from "./errors.ts";
 import { ERROR_BODIES, loggedPath, markBodyRead, sendEnvelope, type Request } from "./send.ts";
+import type { WebHandler } from "../web/web-handler.ts";
 
 const PREFIX = "/api/v1/";
 const ALLOW_ALL = "GET, HEAD, PUT";
@@ -37,6 +38,8 @@ export interface PipelineContext {
   readonly allowedHosts: ReadonlySet<string> | undefined;
   /** Whether the server is stopping (answers then close their connections). */
   readonly closing: () => boolean;
+  /** The homepage: every path outside /api/ (docs/homepage.md); without it, those are error 2. */
+  readonly web?: WebHandler;
 }
 
 /** Serves the requests of one server. */
@@ -72,6 +75,7 @@ export class Pipeline {
     this.checkHost(req);
     const query = url.indexOf("?");
     const path = query === -1 ? url : url.slice(0, query);
+    if (this.ctx.web !== undefined && path.startsWith("/") && !path.startsWith("/api/")) return this.ctx.web.serve(req, res, path);
     if (!path.startsWith(PREFIX)) throw new ApiError(ERRORS.ENDPOINT_NOT_FOUND, "the API is under /api/v1/; GET /api/v1/ lists its endpoints");
     const rest = path.slice(PREFIX.length);
     if (rest === "") return this.index(req, res);

@@ -51,6 +51,8 @@ const MAX_LOGGED_PATH = 256;
 /** The path of a request target for the log: never the query string (it may hold anything). */
 export function loggedPath(url: string): string {
   const query = url.indexOf("?");
-  const path = query === -1 ? url : url.slice(0, query);
+  let path = query === -1 ? url : url.slice(0, query);
+  // An absolute-form target may carry "user:password@" before its host: never logged.
+  if (!path.startsWith("/") && path.includes("@")) path = path.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/).*@/, "$1***@");
   return path.length > MAX_LOGGED_PATH ? path.slice(0, MAX_LOGGED_PATH) + "..." : path;
 }
