@@ -52,8 +52,9 @@ export interface KeyWrite {
 
 /** Whether a pair stops a request whose keys were right: 16 (off, expired) or 17 (origin); undefined when it may pass. */
 export function lifeRefusal(pair: KeyPair, now: number, address: string): ApiError | undefined {
-  if (!pair.enabled || now >= pair.expiresMs) return new ApiError(ERRORS.KEY_INACTIVE);
-  if (pair.origins !== undefined && !originAllowed(pair.origins, address)) return new ApiError(ERRORS.ORIGIN_DENIED);
+  if (!pair.enabled) return new ApiError(ERRORS.KEY_INACTIVE, "the keys are right, but this key pair is switched off (enabled is false)");
+  if (now >= pair.expiresMs) return new ApiError(ERRORS.KEY_INACTIVE, "the keys are right, but this key pair has expired");
+  if (pair.origins !== undefined && !originAllowed(pair.origins, address)) return new ApiError(ERRORS.ORIGIN_DENIED, "the keys are right, but not from this client address (the pair's origins)");
   return undefined;
 }
 
@@ -168,9 +169,9 @@ export class KeyLife {
       const { members, grace, confirm } = onPair && segments.length === 2 ? splitRequestFields(fields) : { members: fields, grace: undefined, confirm: undefined };
       const nowS = Math.floor(now / 1000);
       const base = this.uses.merged(docs.latest);
-      const next = applyWrite(base, segments, members, this.schema, nowS);
-      const graceS = grace === undefined ? undefined : requestSeconds(grace, members.format, 0, MAX_GRACE_S);
-      const confirmS = confirm === undefined ? undefined : requestSeconds(confirm, members.format, MIN_CONFIRM_S, MAX_CONFIRM_S);
+      const next = applyWrite(APIKEYS, base, segments, members, this.schema, nowS);
+      const graceS = grace === undefined ? undefined : requestSeconds(GRACE_FIELD, grace, members.format, 0, MAX_GRACE_S);
+      const confirmS = confirm === undefined ? undefined : requestSeconds(CONFIRM_FIELD, confirm, members.format, MIN_CONFIRM_S, MAX_CONFIRM_S);
       if (!onPair) {
         await this.commit(next, undefined);
         return { before: undefined, after: undefined };
@@ -179,7 +180,7 @@ export class KeyLife {
       const after = select(next, segments.slice(0, 2))?.value as Record<string, Json>;
       const keysNamed = members.values.has("rd") || members.values.has("wr");
       // grace and confirm belong to a change of keys.
-      if ((graceS !== undefined || confirmS !== undefined) && !keysNamed) throw new ApiError(ERRORS.INVALID_VALUE);
+      if ((graceS !== undefined || confirmS !== undefined) && !keysNamed) throw new ApiError(ERRORS.INVALID_VALUE, "grace and confirm go with a change of rd or wr");
       if (after["name"] === APIKEYS) guardKeyManagement(members, after, client);
       let entries: Map<string, PreviousEntry> | undefined;
       if (keysNamed && "changed" in after) {
@@ -217,7 +218,7 @@ export class KeyLife {
         await writePreviousKeys(this.fs, this.stateDir, old).catch(() => undefined);
       }
       this.rebuild();
-      throw new ApiError(ERRORS.STORAGE);
+      throw new ApiError(ERRORS.STORAGE, "the change could not be made durable, so nothing changed; the device's log says why");
     }
     this.rebuild();
   }
@@ -379,9 +380,9 @@ function splitRequestFields(fields: Fields): { members: Fields; grace: unknown; 
 }
 
 /** A whole number of seconds in [min, max] (form text, or a JSON integer); 8 otherwise. */
-function requestSeconds(raw: unknown, format: "form" | "json", min: number, max: number): number {
+function requestSeconds(name: string, raw: unknown, format: "form" | "json", min: number, max: number): number {
   const n = format === "form" ? (typeof raw === "string" && INTEGER_TEXT.test(raw) ? Number(raw) : NaN) : typeof raw === "number" ? raw : NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new ApiError(ERRORS.INVALID_VALUE);
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new ApiError(ERRORS.INVALID_VALUE, `${name} takes whole seconds from ${min} to ${max}`);
   return n;
 }
 
@@ -390,11 +391,11 @@ function requestSeconds(raw: unknown, format: "form" | "json", min: number, max:
  * off or given an expiry over HTTP, and its `origins` must keep the requesting client inside.
  */
 function guardKeyManagement(members: Fields, after: Record<string, unknown>, client: string): void {
-  if (members.values.has("enabled") && after["enabled"] !== true) throw new ApiError(ERRORS.INVALID_VALUE);
-  if (members.values.has("expires") && after["expires"] !== "") throw new ApiError(ERRORS.INVALID_VALUE);
+  if (members.values.has("enabled") && after["enabled"] !== true) throw new ApiError(ERRORS.INVALID_VALUE, "the apikeys pair cannot be switched off over HTTP (offline: apikeyd keys set)");
+  if (members.values.has("expires") && after["expires"] !== "") throw new ApiError(ERRORS.INVALID_VALUE, "the apikeys pair cannot be given an expiry over HTTP (offline: apikeyd keys set)");
   if (members.values.has("origins") && typeof after["origins"] === "string") {
     const origins = originsOf(after["origins"]);
-    if (origins !== undefined && !originAllowed(origins, client)) throw new ApiError(ERRORS.INVALID_VALUE);
+    if (origins !== undefined && !originAllowed(origins, client)) throw new ApiError(ERRORS.INVALID_VALUE, "these origins would leave this client outside the apikeys pair: include its address");
   }
 }
 

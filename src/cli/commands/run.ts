@@ -1,5 +1,6 @@
 /** The field-service commands: `node dist/apikeyd.js <command> ...` instead of serving. */
 
+import { nearest } from "../argv.ts";
 import type { Options } from "../options.ts";
 import { check } from "./check.ts";
 import { keysFingerprint, keysGenerate, keysSet, keysShow } from "./keys.ts";
@@ -70,5 +71,8 @@ function dispatch(options: Options, io: CommandIo): Promise<number> {
     const tls = options.tlsCert !== undefined && options.tlsKey !== undefined ? { cert: options.tlsCert, key: options.tlsKey } : undefined;
     return check(options.configDir, options.stateDir, tls, io);
   }
-  throw new CommandError(`unknown command; the commands are: ${Object.keys(USAGE).join(", ")}`, 2);
+  // The nearest command is named, never what was typed (it may be a key).
+  const typed = options.command.slice(0, command === "keys" ? 2 : 1).join(" ");
+  const near = nearest(typed, Object.keys(USAGE));
+  throw new CommandError(`unknown command${near === undefined ? "" : ` (did you mean ${near}?)`}; the commands are: ${Object.keys(USAGE).join(", ")}`, 2);
 }
