@@ -9,6 +9,7 @@ import { CLASS_IN, decodePacket, encodePacket, TYPE, type Packet, type Question,
 import { LEGACY_TTL, Responder, type Link, type Transport } from "../src/discovery/responder.ts";
 import type { Identity } from "../src/discovery/names.ts";
 import { linksFor, mdnsWanted } from "../src/discovery/service.ts";
+import { parseOptions } from "../src/cli/options.ts";
 
 const LINK: Link = { name: "eth0", v4: ["192.168.15.100"], v6: ["fd00::100"], nets: [{ address: "192.168.15.100", netmask: "255.255.255.0" }, { address: "fd00::100", netmask: "ffff:ffff:ffff:ffff::" }] };
 const IDENTITY: Identity = { name: "eNetMini1", mac: "004082ABCDEF", board: "mkc1601", partNumber: "101648" };
@@ -366,6 +367,18 @@ describe("where it runs", () => {
     expect(mdnsWanted(undefined, "::1")).toBe(false);
     expect(mdnsWanted(false, "::")).toBe(false);
     expect(mdnsWanted(true, "127.0.0.1")).toBe(true);
+  });
+
+  it("reads --mdns, --no-mdns, --mdns-interface and their variables", () => {
+    expect(parseOptions([], {}).mdns).toBeUndefined();
+    expect(parseOptions(["--mdns"], {}).mdns).toBe(true);
+    expect(parseOptions(["--no-mdns"], { APIKEYD_MDNS: "on" }).mdns).toBe(false);
+    expect(parseOptions([], { APIKEYD_MDNS: "off" }).mdns).toBe(false);
+    expect(parseOptions([], { APIKEYD_MDNS: "yes" }).mdns).toBe(true);
+    expect(() => parseOptions(["--mdns", "--no-mdns"], {})).toThrow(/exclude each other/);
+    expect(() => parseOptions([], { APIKEYD_MDNS: "maybe" })).toThrow(/on or off/);
+    expect(parseOptions(["--mdns-interface", "eth0, wlan0"], {}).mdnsInterfaces).toEqual(["eth0", "wlan0"]);
+    expect(parseOptions([], { APIKEYD_MDNS_INTERFACE: "eth1" }).mdnsInterfaces).toEqual(["eth1"]);
   });
 
   it("advertises the addresses it serves on, per interface", () => {
