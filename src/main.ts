@@ -16,6 +16,7 @@ import { helpText, parseOptions, type Options } from "./cli/options.ts";
 import { createServer, stopServer } from "./http/server.ts";
 import { lockStateFolder, LockedError, type StateLock } from "./state/state-lock.ts";
 import { readTlsFiles, TlsFileError, tlsModule, type TlsFiles } from "./http/tls.ts";
+import { mdnsWanted, startDiscovery, type Discovery } from "./discovery/service.ts";
 
 declare const APIKEYD_VERSION: string | undefined;
 /** Set by the build from package.json. */
@@ -71,10 +72,13 @@ async function serve(options: Options, log: Logger): Promise<void> {
   });
 
   let stopping = false;
+  let discovery: Promise<Discovery | undefined> | undefined;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
     log.log("info", "stopping", { signal });
+    // The mDNS goodbye first: clients drop the device from their caches while it finishes.
+    await (await discovery)?.stop();
     await stopServer(server);
     await device.close(); // the pairs' last use written, every change on disk
     lock.release();
@@ -94,6 +98,9 @@ async function serve(options: Options, log: Logger): Promise<void> {
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
     const scheme = tlsFiles === undefined ? "http" : "https";
     log.log("info", "listening", { url: `${scheme}://${host}:${address.port}`, version: VERSION, state: options.stateDir });
+    if (mdnsWanted(options.mdns, address.address) && !stopping) {
+      discovery = startDiscovery(device, { listenAddress: address.address, port: address.port, secure: tlsFiles !== undefined, interfaces: options.mdnsInterfaces, log });
+    }
   });
 }
 

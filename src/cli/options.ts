@@ -33,6 +33,10 @@ export interface Options {
   readonly life: Readonly<Partial<Record<LifeFlag, string>>>;
   readonly keysOnly: boolean;
   readonly yes: boolean;
+  /** mDNS/DNS-SD (docs/discovery.md): --mdns, --no-mdns; undefined: on unless listening on loopback. */
+  readonly mdns: boolean | undefined;
+  /** --mdns-interface: the interfaces to advertise on; undefined: every non-loopback one. */
+  readonly mdnsInterfaces: readonly string[] | undefined;
 }
 
 
@@ -52,7 +56,14 @@ const FLAGS = {
   "throttle-block": { env: "APIKEYD_THROTTLE_BLOCK", help: "seconds of the first block, doubled per further offence within an hour (default: 30)" },
   "throttle-max-block": { env: "APIKEYD_THROTTLE_MAX_BLOCK", help: "longest block in seconds (default: 900)" },
   "last-use-interval": { env: "APIKEYD_LAST_USE_INTERVAL", help: "seconds between two writes of the pairs' lastUsed to disk (default: 600)" },
+  "mdns-interface": { env: "APIKEYD_MDNS_INTERFACE", help: "comma-separated interfaces to advertise on with mDNS (default: every non-loopback one)" },
 } as const;
+
+/** The on/off flags of mDNS; the variable takes on/off (or true/false, 1/0, yes/no). */
+const MDNS_HELP = [
+  `  --mdns                 ${"APIKEYD_MDNS=on".padEnd(28)} answer to <name>-<mac>.local and advertise _http._tcp (default: on unless listening on loopback)`,
+  `  --no-mdns              ${"APIKEYD_MDNS=off".padEnd(28)} no mDNS/DNS-SD at all`,
+];
 
 type FlagName = keyof typeof FLAGS;
 
@@ -83,6 +94,7 @@ export function helpText(): string {
   for (const [name, { env, help }] of Object.entries(FLAGS)) {
     lines.push(`  --${name.padEnd(20)} ${env.padEnd(28)} ${help}`);
   }
+  lines.push(...MDNS_HELP);
   lines.push("  --help                 print this text", "  --version              print the version", "");
   lines.push("Signals: SIGTERM and SIGINT stop cleanly (requests in flight are finished);");
   lines.push("SIGHUP reloads the state folder (and the TLS certificate) from disk.");
@@ -100,6 +112,8 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
     ...Object.fromEntries(LIFE_FLAGS.map((f) => [f, { type: "string" as const }])),
     "keys-only": { type: "boolean" },
     yes: { type: "boolean", short: "y" },
+    mdns: { type: "boolean" },
+    "no-mdns": { type: "boolean" },
   };
   const parsed = parseArgv(argv, spec, { positionals: true, once: ["rd", "wr", ...LIFE_FLAGS] });
   const values = parsed.values;
@@ -124,7 +138,10 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
   const command = Object.freeze([...parsed.positionals]);
   const commandFlag = (["rd", "wr", ...LIFE_FLAGS, "keys-only", "yes"] as const).find((f) => values[f] !== undefined);
   if (command.length === 0 && commandFlag !== undefined) throw new UsageError(`--${commandFlag} belongs to a command (keys set, reset)`);
+  const mdnsInterfaces = get("mdns-interface")?.split(",").map((i) => i.trim()).filter((i) => i !== "");
   return Object.freeze({
+    mdns: mdnsSetting(values["mdns"] === true, values["no-mdns"] === true, env["APIKEYD_MDNS"]),
+    mdnsInterfaces: mdnsInterfaces === undefined || mdnsInterfaces.length === 0 ? undefined : Object.freeze(mdnsInterfaces),
     host: get("host"),
     port: portText === undefined ? 8080 : wholeNumber("port", portText, 0, 65535),
     configDir: get("config-dir") ?? "./device-config",
@@ -151,4 +168,15 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
     keysOnly: values["keys-only"] === true,
     yes: values["yes"] === true,
   });
+}
+
+/** --mdns, --no-mdns (not both), else APIKEYD_MDNS, else undefined (the default rule). */
+function mdnsSetting(on: boolean, off: boolean, env: string | undefined): boolean | undefined {
+  if (on && off) throw new UsageError("--mdns and --no-mdns exclude each other");
+  if (on || off) return on;
+  if (env === undefined || env === "") return undefined;
+  const value = env.trim().toLowerCase();
+  if (["on", "true", "1", "yes"].includes(value)) return true;
+  if (["off", "false", "0", "no"].includes(value)) return false;
+  throw new UsageError("APIKEYD_MDNS must be on or off");
 }

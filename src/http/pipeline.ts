@@ -66,8 +66,8 @@ export class Pipeline {
   };
 
   /** Answers a request with a catalogue error (for the connection defences). */
-  readonly answerError = (req: http.IncomingMessage, res: http.ServerResponse, entry: CatalogueEntry): void => {
-    this.fail(req, res, new ApiError(entry));
+  readonly answerError = (req: http.IncomingMessage, res: http.ServerResponse, entry: CatalogueEntry, detail: string): void => {
+    this.fail(req, res, new ApiError(entry, detail));
   };
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void | Promise<void> {

@@ -21,8 +21,10 @@ import { MAX_CONFIRM_S, MAX_GRACE_S, MIN_CONFIRM_S } from "../access/key-life.ts
 import { isValidExpires } from "../access/expires.ts";
 import { isValidValue } from "../state/schema.ts";
 import { readSecrets, SecretsFile, SecretsFileError } from "./secrets-file.ts";
+import { runDiscover } from "./discover.ts";
 
 const USAGE = `Usage: node dist/provision.js --inventory FILE --out FILE [options]
+       node dist/provision.js --discover [--timeout S] [--out FILE] [--ca FILE]
 
 Gives every key pair of every device in FILE fresh random keys (the apikeys pair last), checks
 each change, and records the new keys in the output file (merged, mode 0600). Safe to kill at any
@@ -51,6 +53,10 @@ instant: run it again with the same arguments to finish.
   --device-throttle N/S  the devices block an address after N wrong keys in S seconds (default 10/60);
                          the tool stays under it
   --timeout S            seconds to wait for each answer (default 10)
+  --discover             find the devices of the LAN by mDNS/DNS-SD (_http._tcp, _https._tcp),
+                         confirm each with GET /api/v1/device, and print an inventory of their
+                         hosts (no keys), or write it to a new --out FILE; --timeout S is how
+                         long to listen (default 5)
   --help                 this text
 
 Exit status: 0 all devices done, 1 some device failed (named in the summary), 2 nothing was done.`;
@@ -71,7 +77,17 @@ interface Settings {
   readonly change: ChangeSettings;
 }
 
-function parseSettings(argv: string[]): Settings | "help" {
+/** --discover's command line. */
+interface DiscoverSettings {
+  readonly discover: true;
+  readonly timeoutMs: number;
+  readonly out: string | undefined;
+  readonly ca: string | undefined;
+}
+
+const DEFAULT_DISCOVER_S = 5;
+
+function parseSettings(argv: string[]): Settings | DiscoverSettings | "help" {
   const { values } = parseArgv(
     argv,
     {
@@ -86,11 +102,24 @@ function parseSettings(argv: string[]): Settings | "help" {
       grace: { type: "string" },
       label: { type: "string" },
       expires: { type: "string" },
+      discover: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     { positionals: false },
   );
   if (values["help"] === true) return "help";
+  if (values["discover"] === true) {
+    for (const other of ["inventory", "concurrency", "dry-run", "device-throttle"]) {
+      if (values[other] !== undefined) throw new UsageError(`--${other} does not go with --discover`);
+    }
+    if (values["out"] === "" || values["ca"] === "") throw new UsageError("--out and --ca take a FILE");
+    return {
+      discover: true,
+      timeoutMs: optionalNumber(values["timeout"], DEFAULT_DISCOVER_S, "timeout", 1, 600) * 1000,
+      out: typeof values["out"] === "string" ? values["out"] : undefined,
+      ca: typeof values["ca"] === "string" ? values["ca"] : undefined,
+    };
+  }
   const inventory = values["inventory"];
   const out = values["out"];
   if (typeof inventory !== "string" || inventory === "") throw new UsageError("--inventory FILE is required");
@@ -288,7 +317,7 @@ function summarize(settings: Settings, outPath: string, outcomes: ReadonlyArray<
 }
 
 async function main(): Promise<number> {
-  let settings: Settings | "help";
+  let settings: Settings | DiscoverSettings | "help";
   try {
     settings = parseSettings(process.argv.slice(2));
   } catch (error) {
@@ -298,6 +327,15 @@ async function main(): Promise<number> {
   if (settings === "help") {
     process.stdout.write(USAGE + "\n");
     return 0;
+  }
+  if ("discover" in settings) {
+    try {
+      const ca = settings.ca === undefined ? undefined : await readCaFile(settings.ca);
+      return await runDiscover({ timeoutMs: settings.timeoutMs, out: settings.out, ca }, process.stdout, process.stderr);
+    } catch (error) {
+      process.stderr.write(`provision: ${printable((error as Error).message)}\n`);
+      return 2;
+    }
   }
   try {
     return await run(settings);

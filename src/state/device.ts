@@ -57,6 +57,8 @@ export class Device {
   #writesInFlight = 0;
   /** The life of the key pairs (docs/api.md §8): previous keys, deadlines, last use; the one writer of `apikeys`. */
   readonly keyLife: KeyLife;
+  /** Told of every commit (and every document a reload swaps in): see onCommit. */
+  readonly #commitListeners = new Set<(endpoint: string, doc: Json) => void>();
 
   constructor(
     readonly schema: Schema,
@@ -73,6 +75,13 @@ export class Device {
     const wired = wireEndpoints(stored, factory, schema, stateDir, fs, {
       committed: (name, doc) => {
         if (name === APIKEYS_ENDPOINT) this.#keyring = buildKeyring(doc, this.keyLife.context);
+        for (const listener of this.#commitListeners) {
+          try {
+            listener(name, doc);
+          } catch {
+            // A listener's fault is its own: the commit stands.
+          }
+        }
       },
       writing: (delta) => {
         this.#writesInFlight += delta;
@@ -99,6 +108,15 @@ export class Device {
   /** The key pairs by endpoint name, as committed. */
   get keyring(): Keyring {
     return this.#keyring;
+  }
+
+  /**
+   * Calls `listener` after each commit of any endpoint's document (a PUT, a reload), with the
+   * committed document. Returns the function that stops it.
+   */
+  onCommit(listener: (endpoint: string, doc: Json) => void): () => void {
+    this.#commitListeners.add(listener);
+    return () => this.#commitListeners.delete(listener);
   }
 
   /** Resolves once every change under way is on disk (for a clean stop). */
