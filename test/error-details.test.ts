@@ -38,6 +38,17 @@ type Provoke = (ts: TestServer) => Promise<{ status: number; text: string }>;
 const DEVICE = { host: "device" };
 const get = (path: string, options: CallOptions = {}): Provoke => (s) => call(s, "GET", path, { ...options, headers: { ...DEVICE, ...options.headers } });
 const put = (path: string, options: CallOptions = {}): Provoke => (s) => call(s, "PUT", path, { ...options, headers: { ...DEVICE, ...options.headers } });
+const RW2 = { rd: "rdKey2", wr: "wrKey2" };
+/** Sets a member of pair n, provokes, and sets it back. */
+const withPair = (n: number, set: string, reset: string, provoke: Provoke): Provoke => async (s) => {
+  const setting = await put(`/api/v1/apikeys/keys/${n}`, { ...RW2, body: set })(s);
+  if (setting.status !== 200) throw new Error(`setting ${set}: ${setting.text}`);
+  try {
+    return await provoke(s);
+  } finally {
+    await put(`/api/v1/apikeys/keys/${n}`, { ...RW2, body: reset })(s);
+  }
+};
 const raw = (bytes: string): Provoke => (s): Promise<RawAnswer> => rawOnce(s.port, bytes);
 
 /** [what, how, error, the exact detail]. */
@@ -83,6 +94,14 @@ const CASES: ReadonlyArray<readonly [string, Provoke, number, string]> = [
   ["a broken chunked body", raw(`PUT /api/v1/properties HTTP/1.1\r\n${H}ApiRdKey: rdKey1\r\nApiWrKey: wrKey1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nname=x\r\n0\r\n\r\n`), 9, "the body is malformed HTTP (its chunked framing or length)"],
   ["a body too large", put("/api/v1/properties", { ...RW1, body: `name=${"x".repeat(5000)}` }), 10, "the body is over 4096 bytes"],
   ["a body of another type", put("/api/v1/properties", { ...RW1, body: "name=x", contentType: "text/plain" }), 11, "send the body as application/x-www-form-urlencoded (curl -d) or application/json"],
+  ["grace without a change of keys", put("/api/v1/apikeys/keys/6", { ...RW2, body: "label=x&grace=10" }), 8, "grace and confirm go with a change of rd or wr"],
+  ["confirm out of range", put("/api/v1/apikeys/keys/6", { ...RW2, body: "rd=rdKey7&confirm=5" }), 8, "confirm takes whole seconds from 10 to 3600"],
+  ["the apikeys pair switched off", put("/api/v1/apikeys/keys/1", { ...RW2, body: "enabled=false" }), 8, "the apikeys pair cannot be switched off over HTTP (offline: apikeyd keys set)"],
+  ["the apikeys pair given an expiry", put("/api/v1/apikeys/keys/1", { ...RW2, body: "expires=2031-01-01+00%3A00%3A00" }), 8, "the apikeys pair cannot be given an expiry over HTTP (offline: apikeyd keys set)"],
+  ["origins that leave out the client", put("/api/v1/apikeys/keys/1", { ...RW2, body: "origins=10.0.0.1" }), 8, "these origins would leave this client outside the apikeys pair: include its address"],
+  ["a pair switched off", withPair(2, "enabled=false", "enabled=true", get("/api/v1/httpro", { rd: "rdKey3" })), 16, "the keys are right, but this key pair is switched off (enabled is false)"],
+  ["a pair expired", withPair(2, "expires=2001-01-01+00%3A00%3A00", "expires=", get("/api/v1/httpro", { rd: "rdKey3" })), 16, "the keys are right, but this key pair has expired"],
+  ["a client outside the origins", withPair(2, "origins=10.0.0.1", "origins=", get("/api/v1/httpro", { rd: "rdKey3" })), 17, "the keys are right, but not from this client address (the pair's origins)"],
   ["a target too long", get(`/api/v1/properties/${"a".repeat(1100)}`, R1), 15, "the request target is over 1024 bytes"],
   ["headers too large", raw(`GET /api/v1/device HTTP/1.1\r\n${H}X-Big: ${"a".repeat(9000)}\r\n\r\n`), 15, "the request line and headers are over the limit (8 KiB by default)"],
 ];

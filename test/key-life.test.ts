@@ -11,7 +11,7 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { fingerprint } from "../src/access/keys.ts";
 import { DEFAULT_THROTTLE } from "../src/access/throttle.ts";
 import { createLogger } from "../src/common/log.ts";
-import { call, cleanup, closeAgents, CONFIG_DIR, failure, ok, startServer, tempDir, until, type CallOptions, type StartOptions, type TestServer } from "./helpers.ts";
+import { call, cleanup, closeAgents, CONFIG_DIR, failure, ok, startServer, tempDir, until, type CallOptions, type StartOptions, type TestServer, withoutDetail } from "./helpers.ts";
 
 afterEach(cleanup);
 afterAll(closeAgents);
@@ -33,7 +33,11 @@ async function lifeServer(options: StartOptions & { now?: { ms: number } } = {})
   return { ts, now, lines };
 }
 
-const put = (ts: { origin: string }, path: string, body: string | Record<string, unknown>, keys: CallOptions = MASTER): ReturnType<typeof call> => call(ts, "PUT", path, { ...keys, body });
+/** A PUT; its answer's text without meta.detail (test/error-details.test.ts checks the details). */
+const put = async (ts: { origin: string }, path: string, body: string | Record<string, unknown>, keys: CallOptions = MASTER): ReturnType<typeof call> => {
+  const answer = await call(ts, "PUT", path, { ...keys, body });
+  return { ...answer, text: withoutDetail(answer.text) };
+};
 const pairOf = async (ts: { origin: string }, n: number, keys: CallOptions = MASTER): Promise<Record<string, unknown>> =>
   (await call(ts, "GET", `/api/v1/apikeys/keys/${n}`, keys)).json?.data as Record<string, unknown>;
 const status = async (ts: { origin: string }, method: string, path: string, options: CallOptions): Promise<[number, number | undefined]> => {
