@@ -16,6 +16,7 @@ import { helpText, parseOptions, type Options } from "./cli/options.ts";
 import { createServer, stopServer } from "./http/server.ts";
 import { lockStateFolder, LockedError, type StateLock } from "./state/state-lock.ts";
 import { readTlsFiles, TlsFileError, tlsModule, type TlsFiles } from "./http/tls.ts";
+import { IoBridge } from "./io/io-bridge.ts";
 
 declare const APIKEYD_VERSION: string | undefined;
 /** Set by the build from package.json. */
@@ -65,7 +66,10 @@ async function serve(options: Options, log: Logger): Promise<void> {
     log.log("warn", "endpoints still use factory keys; provision the device before it goes into the field", { endpoints: report.factoryKeys.join(",") });
   }
 
-  const server = createServer(device, { log, throttle: options.throttle, allowedHosts: options.allowedHosts, tls: tlsFiles });
+  // docs/io-driver.md: the driver is started before the server listens, so no PUT can find it missing for want of a start.
+  const io = options.ioDriver === undefined ? undefined : new IoBridge(device, { argv: options.ioDriver, timeoutMs: options.ioTimeoutMs, log });
+  io?.start();
+  const server = createServer(device, { log, throttle: options.throttle, allowedHosts: options.allowedHosts, tls: tlsFiles, outputs: io });
   server.on("error", (error: NodeJS.ErrnoException) => {
     log.log("error", "cannot listen", { code: error.code, host: options.host, port: options.port });
     lock.release();
@@ -78,6 +82,7 @@ async function serve(options: Options, log: Logger): Promise<void> {
     stopping = true;
     log.log("info", "stopping", { signal });
     await stopServer(server);
+    await io?.stop();
     await device.idle();
     lock.release();
     log.log("info", "stopped");

@@ -7,6 +7,7 @@ import * as http from "node:http";
 import { DEFAULT_THROTTLE, Throttle, type ThrottleOptions } from "../access/throttle.ts";
 import { SYSTEM_CLOCK, type Clock } from "../common/clock.ts";
 import { SILENT, type Logger } from "../common/log.ts";
+import type { OutputGate } from "../io/output-gate.ts";
 import type { Device } from "../state/device.ts";
 import { defendConnections, isClosing } from "./connections.ts";
 import { Pipeline } from "./pipeline.ts";
@@ -35,6 +36,8 @@ export interface ServerOptions {
   readonly clock?: Clock;
   /** When set, the server speaks HTTPS (node:https) with this certificate and key (PEM); same API. */
   readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /** The I/O driver's gate on output writes (src/io/); without it, output writes commit at once. */
+  readonly outputs?: OutputGate;
 }
 
 export const DEFAULT_LIMITS = Object.freeze({
@@ -61,6 +64,7 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
     maxUrlBytes: limits.maxUrlBytes,
     allowedHosts: options.allowedHosts === undefined ? undefined : new Set(options.allowedHosts.map((h) => h.toLowerCase())),
     closing: () => isClosing(server),
+    outputs: options.outputs,
   });
   // A pipelined request is parsed while the one before it is still being served. It waits for its
   // turn (node hands its answer the socket then), so that it is checked against every key and
