@@ -265,7 +265,8 @@ export class IoBridge implements OutputGate {
           await this.request(entry, pin);
         } catch (error) {
           if (this.ready && error instanceof OutputRefused && error.message === "refused") {
-            this.setErrors((i) => (i === entry ? POINT_ERROR.REFUSED : undefined));
+            // A fault the driver reported for this point says more than the refusal: it stays.
+            this.setErrors((i, current) => (i === entry && current >= POINT_ERROR.NO_DRIVER ? POINT_ERROR.REFUSED : undefined));
           }
           return;
         }
