@@ -6,9 +6,8 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { chmod, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { loadDevice } from "../src/state/load-device.ts";
 import { BUNDLE, killServers, runCli, startCli } from "./cli-harness.ts";
-import { call, cleanup, closeAgents, CONFIG_DIR, copyConfig, ensureBuilt, failure, lacks, ok, ROOT_DIR, startServer, tempDir } from "./helpers.ts";
+import { call, cleanup, closeAgents, CONFIG_DIR, copyConfig, ensureBuilt, failure, lacks, ok, ROOT_DIR, startServer, tempDir, seededState } from "./helpers.ts";
 
 beforeAll(ensureBuilt);
 afterEach(async () => {
@@ -17,12 +16,6 @@ afterEach(async () => {
 });
 afterAll(closeAgents);
 
-/** A state folder seeded by a first start on the factory config. */
-async function seededState(): Promise<string> {
-  const stateDir = await tempDir("apikeyd-state-");
-  await loadDevice({ configDir: CONFIG_DIR, stateDir });
-  return stateDir;
-}
 
 /** Every file of a folder (and its subfolders) with its content, to show that a command wrote nothing. */
 async function snapshot(dir: string, out: Record<string, string> = {}, prefix = ""): Promise<Record<string, string>> {

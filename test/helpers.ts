@@ -1,7 +1,7 @@
 /** Shared test fixtures: a real server on port 0 with its own temp state folder, and an undici client. */
 
-import { execFileSync } from "node:child_process";
-import { cp, mkdtemp, rm } from "node:fs/promises";
+import { execFileSync, spawnSync } from "node:child_process";
+import { cp, mkdtemp, readFile, rm } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -206,3 +206,42 @@ export function lacks(present: boolean): boolean {
 
 /** Whether this run is CI's (`CI=true`): every tool a test needs is then required, never skipped for. */
 export const IN_CI = process.env["CI"] === "true";
+
+/** Whether openssl is there to make throwaway certificates (.ci/run installs it). */
+export const HAS_OPENSSL = spawnSync("openssl", ["version"]).status === 0;
+
+/** A throwaway certificate made with openssl: one day, EC P-256, for 127.0.0.1; files and PEM text. */
+export interface ThrowawayCertificate {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** Makes a throwaway self-signed certificate for 127.0.0.1 in a temp folder (removed by cleanup()). */
+export async function throwawayCertificate(name = "cert"): Promise<ThrowawayCertificate> {
+  const dir = await tempDir("apikeyd-tls-");
+  const certFile = join(dir, `${name}.pem`);
+  const keyFile = join(dir, `${name}-key.pem`);
+  execFileSync("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+    "-subj", `/CN=${name}`, "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", keyFile, "-out", certFile,
+  ], { stdio: "ignore" });
+  return { certFile, keyFile, cert: await readFile(certFile, "utf8"), key: await readFile(keyFile, "utf8") };
+}
+
+/** A state folder seeded by a first start on the factory config (removed by cleanup()). */
+export async function seededState(): Promise<string> {
+  const stateDir = await tempDir("apikeyd-state-");
+  await loadDevice({ configDir: CONFIG_DIR, stateDir });
+  return stateDir;
+}
+
+/** Waits, bounded, until `condition` holds (polling every 20 ms); throws naming `what` otherwise. */
+export async function until(what: string, condition: () => boolean | Promise<boolean>, limitMs = 10_000): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`still not true after ${limitMs} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { UnsafeFileError } from "../src/provision/files.ts";
 import { Journal, readJournal, type Intent } from "../src/provision/journal.ts";
 import { NODE_FS, writeFileDurably } from "../src/state/store.ts";
-import { call, cleanup, closeAgents, CONFIG_DIR, ensureBuilt, lacks, startServer, tempDir } from "./helpers.ts";
+import { call, cleanup, closeAgents, CONFIG_DIR, ensureBuilt, lacks, startServer, tempDir, until } from "./helpers.ts";
 import { expectDeviceHolds, FACTORY, hostOf, readSecrets, ROOMY_FLAG, ROOMY_THROTTLE, runTool, spawnTool, startFleet, writeInventory } from "./provision-harness.ts";
 
 beforeAll(ensureBuilt, 60_000);
@@ -41,13 +41,6 @@ async function silentDevice(): Promise<{ port: number; close(): void }> {
   };
 }
 
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((done) => setTimeout(done, 25));
-  }
-}
 
 describe("two runs on the same output file", () => {
   it("the second is refused while the first holds the lock (a device that never answers)", async () => {

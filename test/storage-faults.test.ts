@@ -177,14 +177,17 @@ function fill(path: string): void {
   }
 }
 
+/** Skips a test that could not mount its tmpfs; under CI, where root can mount, fails it instead. */
+function skipWithout(ctx: { skip: (note: string) => never }, reason: string): never {
+  if (IN_CI) throw new Error(`CI needs a tmpfs mount: ${reason}`);
+  console.warn(reason);
+  return ctx.skip(reason);
+}
+
 describe("a real file system that is full or read-only (tmpfs)", () => {
   it("full: 503 and nothing changed; once space is freed the same PUT works without a restart", async (ctx) => {
     const mount = await mountTmpfs("256k");
-    if ("reason" in mount) {
-      if (IN_CI) throw new Error(`CI needs a tmpfs mount: ${mount.reason}`);
-      console.warn(mount.reason);
-      return ctx.skip(mount.reason);
-    }
+    if ("reason" in mount) return skipWithout(ctx, mount.reason);
     const ts = await startServer({ stateDir: join(mount.dir, "state") });
     const before = await readFile(join(ts.stateDir, "properties.json"), "utf8");
     const filler = join(mount.dir, "filler");
@@ -202,11 +205,7 @@ describe("a real file system that is full or read-only (tmpfs)", () => {
 
   it("read-only: 503 and nothing changed; once writable again the same PUT works without a restart", async (ctx) => {
     const mount = await mountTmpfs("256k");
-    if ("reason" in mount) {
-      if (IN_CI) throw new Error(`CI needs a tmpfs mount: ${mount.reason}`);
-      console.warn(mount.reason);
-      return ctx.skip(mount.reason);
-    }
+    if ("reason" in mount) return skipWithout(ctx, mount.reason);
     const ts = await startServer({ stateDir: join(mount.dir, "state") });
     const before = await readFile(join(ts.stateDir, "properties.json"), "utf8");
     execFileSync("mount", ["-o", "remount,ro", mount.dir], { stdio: "pipe" });
