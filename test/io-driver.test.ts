@@ -264,7 +264,9 @@ describe("a driver that misbehaves cannot hurt the server", () => {
     }
     latencies.sort((a, b) => a - b);
     expect(latencies[Math.floor(latencies.length * 0.9)]).toBeLessThan(100);
-    expect(values.size).toBeGreaterThan(1);
+    // The flood keeps flowing in (on a loaded machine the driver may not write during the sample).
+    const last = [...values].at(-1);
+    await waitFor("a newer value", async () => ((await call(s.ts, "GET", "/api/v1/data/entries/0/pin", KEYS)).json?.data !== last ? true : undefined));
     // A write still gets through the flood.
     expect((await call(s.ts, "PUT", "/api/v1/data/entries/1/pin", { ...KEYS, body: "pin=3" })).text).toBe(ok(3));
     expect(s.io.counters.invalidLines).toBe(0);
