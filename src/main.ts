@@ -5,7 +5,7 @@
 
 import type * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { auditKeyringChanges } from "./access/audit.ts";
+import { auditKeyringChanges, warnOpenEndpoints } from "./access/audit.ts";
 import { runCommand } from "./cli/commands/run.ts";
 import { processIo } from "./cli/commands/shared.ts";
 import { ReloadError, StartupError, type Device } from "./state/device.ts";
@@ -59,17 +59,15 @@ async function serve(options: Options, log: Logger): Promise<void> {
   }
   for (const warning of tlsFiles?.warnings ?? []) log.log("warn", warning);
   const report = device.provisioningReport();
-  if (report.open.length > 0) {
-    log.log("warn", "endpoints open to anyone (an empty key); acceptable only before provisioning", { endpoints: report.open.join(",") });
-  }
+  warnOpenEndpoints(log, report.open);
   if (report.factoryKeys.length > 0) {
     log.log("warn", "endpoints still use factory keys; provision the device before it goes into the field", { endpoints: report.factoryKeys.join(",") });
   }
 
-  // docs/io-driver.md: the driver is started before the server listens, so no PUT can find it missing for want of a start.
+  // docs/io-driver.md: the driver is started before the server listens.
   const io = options.ioDriver === undefined ? undefined : new IoBridge(device, { argv: options.ioDriver, timeoutMs: options.ioTimeoutMs, log });
   io?.start();
-  const server = createServer(device, { log, throttle: options.throttle, allowedHosts: options.allowedHosts, tls: tlsFiles, outputs: io });
+  const server = createServer(device, { log, throttle: options.throttle, allowedHosts: options.allowedHosts, tls: tlsFiles, wwwDir: options.wwwDir, outputs: io });
   server.on("error", (error: NodeJS.ErrnoException) => {
     log.log("error", "cannot listen", { code: error.code, host: options.host, port: options.port });
     lock.release();

@@ -4,7 +4,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { call, cleanup, closeAgents, CONFIG_DIR, failure, ok, startServer, type TestServer } from "./helpers.ts";
+import { call, cleanup, closeAgents, CONFIG_DIR, failure, ok, startServer, type TestServer, withoutDetail } from "./helpers.ts";
 
 afterEach(cleanup);
 afterAll(closeAgents);
@@ -112,10 +112,10 @@ describe("every other member is read-only (6)", () => {
         if (!writable.includes(member)) {
           const name = encodeURIComponent(member);
           const a = await put(ts, path, `${name}=x`);
-          expect([`${path} ${member}`, a.text]).toEqual([`${path} ${member}`, failure(6, "JSON_ERROR_READ_ONLY")]);
+          expect([`${path} ${member}`, withoutDetail(a.text)]).toEqual([`${path} ${member}`, failure(6, "JSON_ERROR_READ_ONLY")]);
           if (typeof child !== "object" || child === null) {
             const leaf = await put(ts, `${path}/${name}`, `${name}=x`);
-            expect([`${path}/${member}`, leaf.text]).toEqual([`${path}/${member}`, failure(6, "JSON_ERROR_READ_ONLY")]);
+            expect([`${path}/${member}`, withoutDetail(leaf.text)]).toEqual([`${path}/${member}`, failure(6, "JSON_ERROR_READ_ONLY")]);
           }
           refused.push(`${path}/${member}`);
         }
@@ -185,8 +185,8 @@ describe("leaf PUTs", () => {
 
   it("refuses a body that names another member (9) or more than the leaf (9)", async () => {
     const ts = await startServer();
-    expect((await put(ts, "/api/v1/properties/mqtt/port", "keepalive=5")).text).toBe(failure(9, "JSON_ERROR_BAD_REQUEST"));
-    expect((await put(ts, "/api/v1/properties/mqtt/port", { port: 1884, root: "x" })).text).toBe(failure(9, "JSON_ERROR_BAD_REQUEST"));
+    expect(withoutDetail((await put(ts, "/api/v1/properties/mqtt/port", "keepalive=5")).text)).toBe(failure(9, "JSON_ERROR_BAD_REQUEST"));
+    expect(withoutDetail((await put(ts, "/api/v1/properties/mqtt/port", { port: 1884, root: "x" })).text)).toBe(failure(9, "JSON_ERROR_BAD_REQUEST"));
     expect((await get(ts, "/api/v1/properties/mqtt")).json?.data).toMatchObject({ port: 1883, keepalive: 60, root: "mkc" });
   });
 });
@@ -220,8 +220,8 @@ describe("form decoding and value conversion", () => {
 
   it("JSON bodies need native JSON types: a port sent as the string \"1883\" is refused (8)", async () => {
     const ts = await startServer();
-    expect((await put(ts, "/api/v1/properties/mqtt", { port: "1884" })).text).toBe(failure(8, "JSON_ERROR_INVALID_VALUE"));
-    expect((await put(ts, "/api/v1/properties/mqtt", { enable: "true" })).text).toBe(failure(8, "JSON_ERROR_INVALID_VALUE"));
+    expect(withoutDetail((await put(ts, "/api/v1/properties/mqtt", { port: "1884" })).text)).toBe(failure(8, "JSON_ERROR_INVALID_VALUE"));
+    expect(withoutDetail((await put(ts, "/api/v1/properties/mqtt", { enable: "true" })).text)).toBe(failure(8, "JSON_ERROR_INVALID_VALUE"));
     const a = await call(ts, "PUT", "/api/v1/properties/mqtt", {
       ...keysFor("/api/v1/properties"),
       body: '{"port": 1884, "enable": true, "root": "x\\u00e9"}',
@@ -234,8 +234,8 @@ describe("form decoding and value conversion", () => {
     const ts = await startServer();
     expect((await put(ts, "/api/v1/properties/mqtt", { enable: 1 })).json?.data).toMatchObject({ enable: true });
     expect((await put(ts, "/api/v1/properties/mqtt", { enable: 0 })).json?.data).toMatchObject({ enable: false });
-    expect((await put(ts, "/api/v1/properties/mqtt", { enable: 2 })).text).toBe(failure(8, "JSON_ERROR_INVALID_VALUE"));
-    expect((await put(ts, "/api/v1/properties/mqtt", { enable: "1" })).text).toBe(failure(8, "JSON_ERROR_INVALID_VALUE"));
+    expect(withoutDetail((await put(ts, "/api/v1/properties/mqtt", { enable: 2 })).text)).toBe(failure(8, "JSON_ERROR_INVALID_VALUE"));
+    expect(withoutDetail((await put(ts, "/api/v1/properties/mqtt", { enable: "1" })).text)).toBe(failure(8, "JSON_ERROR_INVALID_VALUE"));
   });
 });
 
@@ -279,8 +279,8 @@ describe("the data endpoint's outputs", () => {
 
   it("inputs are read-only", async () => {
     const ts = await startServer();
-    expect((await put(ts, "/api/v1/data/entries/0", "pin=1")).text).toBe(failure(6, "JSON_ERROR_READ_ONLY"));
-    expect((await put(ts, "/api/v1/data/entries/3/pin", "pin=true")).text).toBe(failure(6, "JSON_ERROR_READ_ONLY"));
+    expect(withoutDetail((await put(ts, "/api/v1/data/entries/0", "pin=1")).text)).toBe(failure(6, "JSON_ERROR_READ_ONLY"));
+    expect(withoutDetail((await put(ts, "/api/v1/data/entries/3/pin", "pin=true")).text)).toBe(failure(6, "JSON_ERROR_READ_ONLY"));
     expect((await get(ts, "/api/v1/data/time")).text).toBe(ok(0));
   });
 

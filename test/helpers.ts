@@ -98,7 +98,7 @@ export interface Answer {
   readonly status: number;
   readonly headers: Record<string, string | string[] | undefined>;
   readonly text: string;
-  /** The parsed envelope (undefined for an empty body, e.g. HEAD). */
+  /** The parsed envelope (undefined for an empty body, e.g. HEAD, and for a page of the homepage). */
   readonly json: { meta: { error: number; message: string }; data: unknown } | undefined;
 }
 
@@ -157,7 +157,8 @@ export async function call(ts: { origin: string }, method: string, path: string,
     status: res.statusCode,
     headers: res.headers as Record<string, string | string[] | undefined>,
     text,
-    json: text === "" ? undefined : (JSON.parse(text) as Answer["json"]),
+    // Pages of the homepage are HTML: only the API's envelope is parsed.
+    json: text === "" || res.headers["content-type"] !== "application/json" ? undefined : (JSON.parse(text) as Answer["json"]),
   };
 }
 
@@ -167,8 +168,29 @@ export function ok(data: unknown): string {
 }
 
 /** The exact envelope text of a failure. */
-export function failure(code: number, message: string): string {
-  return `{"meta":{"error":${code},"message":"${message}"},"data":null}`;
+export function failure(code: number, message: string, detail?: string): string {
+  const more = detail === undefined ? "" : `,"detail":${JSON.stringify(detail)}`;
+  return `{"meta":{"error":${code},"message":"${message}"${more}},"data":null}`;
+}
+
+/**
+ * An error envelope without its `meta.detail`, for the tests that check the code, the message and
+ * `data` (test/error-details.test.ts checks every detail). It first checks that the detail, if any,
+ * is a sentence in its place: a string, right after `message`, in the exact serialization.
+ */
+export function withoutDetail(text: string): string {
+  let envelope: unknown;
+  try {
+    envelope = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  const meta = (envelope as { meta?: { error?: unknown; message?: unknown; detail?: unknown } } | null)?.meta;
+  if (meta === undefined || meta.detail === undefined) return text;
+  if (typeof meta.detail !== "string" || meta.detail === "") throw new Error(`meta.detail is not a sentence: ${text}`);
+  const bare = failure(meta.error as number, meta.message as string);
+  if (text !== failure(meta.error as number, meta.message as string, meta.detail)) throw new Error(`not the envelope with a detail: ${text}`);
+  return bare;
 }
 
 /** Builds dist/ unless it is up to date (npm test has already built it; a lone vitest run may not have). */

@@ -5,7 +5,7 @@
 import { chmod, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as tls from "node:tls";
-import { Agent } from "undici";
+import { Agent, request } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { killServers, runCli, startCli } from "./cli-harness.ts";
 import { call, cleanup, closeAgents, ensureBuilt, lacks, ok, startServer, tempDir, HAS_OPENSSL, throwawayCertificate } from "./helpers.ts";
@@ -41,8 +41,10 @@ describe.skipIf(lacks(HAS_OPENSSL))("HTTPS", () => {
       expect((await call({ origin }, "GET", "/api/v1/properties/name", { rd: "rdKey1", dispatcher })).text).toBe(ok("eNetMini1"));
       const put = await call({ origin }, "PUT", "/api/v1/properties/name", { rd: "rdKey1", wr: "wrKey1", body: "name=secure", dispatcher });
       expect(put.text).toBe(ok("secure"));
-      // Plain HTTP to the TLS port gets nothing useful.
-      await expect(call({ origin: `http://127.0.0.1:${ts.port}` }, "GET", "/api/v1/properties/name", { rd: "rdKey1" })).rejects.toThrow();
+      // Plain HTTP to the TLS port gets a plain answer that says so, and no key is looked at.
+      const plain = await request(`http://127.0.0.1:${ts.port}/api/v1/properties/name`, { headers: { ApiRdKey: "rdKey1" } });
+      const text = await plain.body.text();
+      expect([plain.statusCode, plain.headers["content-type"], text]).toEqual([400, "text/plain; charset=utf-8", "This port speaks HTTPS: use https:// instead of http://.\n"]);
     } finally {
       await dispatcher.close();
     }

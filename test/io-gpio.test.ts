@@ -69,7 +69,7 @@ describe("the GPIO driver (libgpiod tools)", () => {
     expect(calls).toContain("gpioset --mode=signal gpiochip0 17=1");
     expect(calls).toContain("gpioset --mode=signal gpiochip0 17=0");
     // An analog output it cannot drive: refused, 18.
-    expect((await call(ts, "PUT", "/api/v1/data/entries/1/pin", { ...KEYS, body: "pin=5" })).text).toBe(failure(18, "JSON_ERROR_IO"));
+    expect((await call(ts, "PUT", "/api/v1/data/entries/1/pin", { ...KEYS, body: "pin=5" })).text).toBe(failure(18, "JSON_ERROR_IO", "the I/O driver refused this value, so the output was not changed"));
   });
 
   it("active-low lines, and a gpioset that fails: the change is refused (18) and the point shows error 2", async () => {
@@ -78,6 +78,6 @@ describe("the GPIO driver (libgpiod tools)", () => {
     expect((await entries(ts))[3]?.pin).toBe(false);
     expect(readFileSync(join(dir, "calls"), "utf8")).toContain("gpioget -l gpiochip0 27");
     await waitFor("the failed output", async () => ((await entries(ts))[2]?.error === 2 ? true : undefined));
-    expect((await call(ts, "PUT", "/api/v1/data/entries/2/pin", { ...KEYS, body: "pin=false" })).text).toBe(failure(18, "JSON_ERROR_IO"));
+    expect((await call(ts, "PUT", "/api/v1/data/entries/2/pin", { ...KEYS, body: "pin=false" })).text).toBe(failure(18, "JSON_ERROR_IO", "the I/O driver refused this value, so the output was not changed"));
   });
 });

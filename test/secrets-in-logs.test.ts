@@ -14,7 +14,7 @@ import { CATALOGUE } from "../src/http/errors.ts";
 import { createLogger, type LogFormat } from "../src/common/log.ts";
 import { DEFAULT_THROTTLE } from "../src/access/throttle.ts";
 import { killServers, startCli } from "./cli-harness.ts";
-import { call, cleanup, closeAgents, copyConfig, ensureBuilt, failure, tempDir, startServer, type Answer, type CallOptions } from "./helpers.ts";
+import { call, cleanup, closeAgents, copyConfig, ensureBuilt, failure, tempDir, startServer, type Answer, type CallOptions, withoutDetail } from "./helpers.ts";
 import { RawClient } from "./raw-client.ts";
 
 beforeAll(ensureBuilt);
@@ -97,13 +97,14 @@ describe.each(["text", "json"] as LogFormat[])("the %s log and the error answers
       client.destroy();
     }
 
-    // Every refusal is the bare catalogue envelope.
+    // Every refusal is the catalogue envelope, and its detail (scanned below with every answer) holds no secret.
     const failures = answers.filter((a) => a.status >= 400);
     expect(failures.length).toBeGreaterThanOrEqual(20);
     for (const a of failures) {
-      const entry = CATALOGUE.find((e) => e.status === a.status && a.text === failure(e.code, e.message));
+      const entry = CATALOGUE.find((e) => e.status === a.status && withoutDetail(a.text) === failure(e.code, e.message));
       expect(entry, a.text).toBeDefined();
     }
+    expect(failures.filter((a) => JSON.parse(a.text).meta.detail !== undefined).length).toBeGreaterThanOrEqual(15);
     // No line carries a secret; key changes carry fingerprints; refusals are audited.
     expect(lines.filter((l) => leaks(l).length > 0)).toEqual([]);
     const text = lines.join("\n");

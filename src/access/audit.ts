@@ -34,3 +34,11 @@ export function auditKeyringChanges(trail: AuditTrail, before: Keyring, after: K
     }
   }
 }
+
+/**
+ * The warning that endpoints are open to anyone (an empty key): at every start, and whenever a key
+ * is emptied at runtime, the same line, naming every endpoint open now, never a key.
+ */
+export function warnOpenEndpoints(log: Logger, open: readonly string[]): void {
+  if (open.length > 0) log.log("warn", "endpoints open to anyone (an empty key); acceptable only before provisioning", { endpoints: open.join(",") });
+}

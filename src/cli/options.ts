@@ -1,5 +1,6 @@
 /** The command line and environment of docs/api.md §7, validated once and frozen. */
 
+import { join } from "node:path";
 import { parseArgv, UsageError, wholeNumber, type ArgSpec } from "./argv.ts";
 import type { LogFormat } from "../common/log.ts";
 import { DEFAULT_THROTTLE, type ThrottleOptions } from "../access/throttle.ts";
@@ -11,6 +12,8 @@ export interface Options {
   readonly port: number;
   readonly configDir: string;
   readonly stateDir: string;
+  /** The homepage's web root (docs/homepage.md). */
+  readonly wwwDir: string;
   readonly allowedHosts: readonly string[] | undefined;
   readonly logFormat: LogFormat;
   readonly throttle: ThrottleOptions;
@@ -39,6 +42,7 @@ const FLAGS = {
   port: { env: "APIKEYD_PORT", help: "TCP port, 0 for any free one (default: 8080)" },
   "config-dir": { env: "APIKEYD_CONFIG_DIR", help: "factory defaults, never written (default: ./device-config)" },
   "state-dir": { env: "APIKEYD_STATE_DIR", help: "live state, one file per endpoint (default: ./var)" },
+  "www-dir": { env: "APIKEYD_WWW_DIR", help: "the homepage's web root, never written (default: <config-dir>/www)" },
   "allowed-hosts": { env: "APIKEYD_ALLOWED_HOSTS", help: "comma-separated Host header values to accept, e.g. 192.168.15.100:8080 (default: any)" },
   "log-format": { env: "APIKEYD_LOG_FORMAT", help: "text or json (default: text)" },
   "tls-cert": { env: "APIKEYD_TLS_CERT", help: "certificate chain, PEM: serve HTTPS (with --tls-key)" },
@@ -59,7 +63,8 @@ export function helpText(): string {
     "Usage: node dist/apikeyd.js [options]            serve (the default)",
     "       node dist/apikeyd.js <command> [options]",
     "",
-    "Serves the device's JSON documents under /api/v1/<endpoint>, each guarded by its key pair.",
+    "Serves the device's JSON documents under /api/v1/<endpoint>, each guarded by its key pair,",
+    "and its homepage (every other path) from the web root.",
     "",
     "Commands (field service; they use --config-dir and --state-dir like the server):",
     "  keys show                              print every key pair of the state folder (the keys themselves)",
@@ -129,6 +134,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
     port: portText === undefined ? 8080 : wholeNumber("port", portText, 0, 65535),
     configDir: get("config-dir") ?? "./device-config",
     stateDir: get("state-dir") ?? "./var",
+    wwwDir: get("www-dir") ?? join(get("config-dir") ?? "./device-config", "www"),
     allowedHosts: hosts === undefined ? undefined : Object.freeze(hosts.split(",").map((h) => h.trim()).filter((h) => h !== "")),
     logFormat,
     throttle: Object.freeze({

@@ -30,6 +30,7 @@ export function defendConnections(server: http.Server, limits: ConnectionLimits,
   cutStalledReaders(server, limits.requestTimeoutMs);
   routeSpecialRequests(server, hooks, limits.requestTimeoutMs);
   answerParserErrors(server, hooks);
+  answerPlainHttpOnTls(server);
 }
 
 // ---- Node's private fields, in one place ----------------------------------------------------------
@@ -171,6 +172,24 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Socket, log: Lo
     else socket.destroy();
   };
   whenIdle();
+}
+
+const PLAIN_ON_TLS_BODY = "This port speaks HTTPS: use https:// instead of http://.\n";
+const PLAIN_ON_TLS =
+  `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(PLAIN_ON_TLS_BODY)}\r\n` +
+  `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${PLAIN_ON_TLS_BODY}`;
+
+/**
+ * A plain-HTTP request sent to the HTTPS port gets a short plain answer saying so, as well-known
+ * servers do, instead of an empty reply: OpenSSL recognises the request line (ERR_SSL_HTTP_REQUEST),
+ * and the answer goes on the TCP socket under the failed TLS one. It is not the JSON envelope: a
+ * client that does not speak TLS to the port is not speaking the API yet.
+ */
+function answerPlainHttpOnTls(server: http.Server): void {
+  server.on("tlsClientError", (error: NodeJS.ErrnoException, tlsSocket: Socket) => {
+    const tcp = tcpSocketOf(tlsSocket);
+    if (error.code === "ERR_SSL_HTTP_REQUEST" && tcp !== undefined && tcp.writable) tcp.end(PLAIN_ON_TLS);
+  });
 }
 
 // ---- Stopping -------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
  */
 
 import type * as http from "node:http";
-import { auditKeySet, type AuditTrail } from "../access/audit.ts";
+import { auditKeySet, warnOpenEndpoints, type AuditTrail } from "../access/audit.ts";
 import { DUPLICATED, keyMatches, presentedKeys } from "../access/keys.ts";
 import type { Throttle } from "../access/throttle.ts";
 import { factoryKeysOf, WEAK_KEY_HEADER, weakKeyHeader, type WeakKeyWarning } from "../access/weak-keys.ts";
@@ -15,10 +15,11 @@ import { OutputRefused, type OutputGate } from "../io/output-gate.ts";
 import { APIKEYS_ENDPOINT, type Device, type Endpoint } from "../state/device.ts";
 import { decodeSegments, deepFreeze, select, type Json } from "../state/documents.ts";
 import { isObject } from "../state/schema.ts";
-import { applyWrite } from "../state/write-rules.ts";
+import { applyWrite, NO_SUCH_PATH } from "../state/write-rules.ts";
 import { bodyFormat, parseBody, readBody } from "./body.ts";
-import { ApiError, ERRORS, okEnvelope, type CatalogueEntry } from "./errors.ts";
+import { ApiError, ERRORS, errorEnvelope, okEnvelope, type CatalogueEntry } from "./errors.ts";
 import { ERROR_BODIES, loggedPath, markBodyRead, sendEnvelope, type Request } from "./send.ts";
+import type { WebHandler } from "../web/web-handler.ts";
 
 const PREFIX = "/api/v1/";
 const ALLOW_ALL = "GET, HEAD, PUT";
@@ -38,6 +39,8 @@ export interface PipelineContext {
   readonly allowedHosts: ReadonlySet<string> | undefined;
   /** Whether the server is stopping (answers then close their connections). */
   readonly closing: () => boolean;
+  /** The homepage: every path outside /api/ (docs/homepage.md); without it, those are error 2. */
+  readonly web?: WebHandler;
   /** The I/O driver's gate on output writes (docs/api.md §12); undefined: writes commit at once. */
   readonly outputs?: OutputGate | undefined;
 }
@@ -71,21 +74,24 @@ export class Pipeline {
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void | Promise<void> {
     const url = req.url ?? "";
-    if (url.length > this.ctx.maxUrlBytes) throw new ApiError(ERRORS.HEADERS_TOO_LARGE);
+    if (url.length > this.ctx.maxUrlBytes) throw new ApiError(ERRORS.HEADERS_TOO_LARGE, `the request target is over ${this.ctx.maxUrlBytes} bytes`);
     this.checkHost(req);
     const query = url.indexOf("?");
     const path = query === -1 ? url : url.slice(0, query);
-    if (!path.startsWith(PREFIX)) throw new ApiError(ERRORS.ENDPOINT_NOT_FOUND);
+    if (this.ctx.web !== undefined && path.startsWith("/") && !path.startsWith("/api/")) return this.ctx.web.serve(req, res, path);
+    if (!path.startsWith(PREFIX)) throw new ApiError(ERRORS.ENDPOINT_NOT_FOUND, "the API is under /api/v1/; GET /api/v1/ lists its endpoints");
     const rest = path.slice(PREFIX.length);
+    if (rest === "") return this.index(req, res);
     const slash = rest.indexOf("/");
     const endpointName = decodeName(slash === -1 ? rest : rest.slice(0, slash));
     const endpoint = endpointName === undefined ? undefined : this.ctx.device.endpoints.get(endpointName);
-    if (endpoint === undefined) throw new ApiError(ERRORS.ENDPOINT_NOT_FOUND);
+    if (endpoint === undefined) throw new ApiError(ERRORS.ENDPOINT_NOT_FOUND, "no such endpoint; GET /api/v1/ lists them");
 
     const method = req.method;
     const isRead = method === "GET" || method === "HEAD";
     if (!isRead && (method !== "PUT" || !endpoint.writable)) {
-      throw new ApiError(ERRORS.METHOD_NOT_ALLOWED, { Allow: endpoint.writable ? ALLOW_ALL : ALLOW_READ_ONLY });
+      const detail = endpoint.writable ? "this endpoint takes GET, HEAD and PUT" : `${endpoint.name} is read-only: it takes GET and HEAD`;
+      throw new ApiError(ERRORS.METHOD_NOT_ALLOWED, detail, { Allow: endpoint.writable ? ALLOW_ALL : ALLOW_READ_ONLY });
     }
     this.authorize(req, endpoint, !isRead);
 
@@ -97,51 +103,77 @@ export class Pipeline {
   }
 
   /**
+   * `GET /api/v1/`: what a user tries first. Each endpoint's name and whether reading and writing
+   * need a key (`writeKey` null: not writable at all), nothing else; anyone may ask, as anyone
+   * may try each endpoint. Computed per request: a key change opens or closes an endpoint.
+   */
+  private index(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      throw new ApiError(ERRORS.METHOD_NOT_ALLOWED, "the list of endpoints takes GET and HEAD", { Allow: ALLOW_READ_ONLY });
+    }
+    const keyring = this.ctx.device.keyring;
+    const list = [...this.ctx.device.endpoints.values()].map((e) => {
+      const pair = keyring.get(e.name);
+      const readKey = e.keyed && (pair === undefined || pair.rd !== "");
+      const writeKey = !e.writable ? null : readKey || pair === undefined || pair.wr !== "";
+      return { name: e.name, readKey, writeKey };
+    });
+    this.answer(req, res, 200, okEnvelope(JSON.stringify(list)));
+  }
+
+  /**
    * HTTP/1.1 requires exactly one Host (RFC 9112 §3.2; node keeps the first of several); with an
    * allow-list, only the listed values pass (a DNS-rebinding defence).
    */
   private checkHost(req: http.IncomingMessage): void {
     const host = req.headers.host;
     const allowed = this.ctx.allowedHosts;
-    if (allowed !== undefined ? !allowed.has(host?.toLowerCase() ?? "") : host === undefined && req.httpVersion === "1.1") {
-      throw new ApiError(ERRORS.BAD_REQUEST);
+    // Which Host values are allowed is never said: it would map the device's names for a rebinding page.
+    if (host === undefined && (allowed !== undefined || req.httpVersion === "1.1")) throw new ApiError(ERRORS.BAD_REQUEST, "the request has no Host header");
+    if (host !== undefined && allowed !== undefined && !allowed.has(host.toLowerCase())) {
+      this.ctx.log.log("warn", "request refused: its Host is not allowed", { event: "host-refused", client: req.socket.remoteAddress });
+      throw new ApiError(ERRORS.BAD_REQUEST, "this Host is not allowed here");
     }
-    if (host !== undefined && hostLines(req.rawHeaders) > 1) throw new ApiError(ERRORS.BAD_REQUEST);
+    if (host !== undefined && hostLines(req.rawHeaders) > 1) throw new ApiError(ERRORS.BAD_REQUEST, "the Host header is sent twice");
   }
 
   /** Checks the throttle and the keys the request needs (docs/api.md §3); throws 12, 9, 3 or 4. */
   private authorize(req: http.IncomingMessage, endpoint: Endpoint, isWrite: boolean): void {
     if (!endpoint.keyed) return;
     const pair = this.ctx.device.keyring.get(endpoint.name);
-    if (pair === undefined) throw new ApiError(ERRORS.READ_DENIED); // never open an endpoint for want of a pair
+    if (pair === undefined) throw new ApiError(ERRORS.READ_DENIED, "this endpoint has no key pair, so nobody may read it"); // never open an endpoint for want of a pair
     const needRead = pair.rd !== "";
     const needWrite = isWrite && pair.wr !== "";
     if (!needRead && !needWrite) return;
     const address = req.socket.remoteAddress ?? "";
     const waitMs = this.ctx.throttle.blockedFor(address, this.ctx.clock());
-    if (waitMs > 0) throw new ApiError(ERRORS.TOO_MANY_ATTEMPTS, { "Retry-After": String(Math.ceil(waitMs / 1000)) });
+    if (waitMs > 0) {
+      const seconds = String(Math.ceil(waitMs / 1000));
+      throw new ApiError(ERRORS.TOO_MANY_ATTEMPTS, "too many wrong keys from this address: try again after the seconds in Retry-After", { "Retry-After": seconds });
+    }
     const keys = presentedKeys(req.rawHeaders);
-    if (needRead) this.checkKey(keys.rd, pair.rdSlot, ERRORS.READ_DENIED, "ApiRdKey", address, endpoint.name);
-    if (needWrite) this.checkKey(keys.wr, pair.wrSlot, ERRORS.WRITE_DENIED, "ApiWrKey", address, endpoint.name);
+    if (needRead) this.checkKey(req, keys.rd, pair.rdSlot, ERRORS.READ_DENIED, "ApiRdKey", address, endpoint.name);
+    if (needWrite) this.checkKey(req, keys.wr, pair.wrSlot, ERRORS.WRITE_DENIED, "ApiWrKey", address, endpoint.name);
     (req as Request).pair = endpoint.name;
   }
 
-  private checkKey(presented: string | undefined | typeof DUPLICATED, stored: Buffer, denied: CatalogueEntry, header: string, address: string, endpoint: string): void {
-    if (presented === DUPLICATED) throw new ApiError(ERRORS.BAD_REQUEST);
-    if (presented === undefined) throw new ApiError(denied);
+  /** A 401 or 403 says which header is missing or wrong, and nothing about what the key guards. */
+  private checkKey(req: http.IncomingMessage, presented: string | undefined | typeof DUPLICATED, stored: Buffer, denied: CatalogueEntry, header: string, address: string, endpoint: string): void {
+    if (presented === DUPLICATED) throw new ApiError(ERRORS.BAD_REQUEST, `the ${header} header is sent twice`);
+    if (presented === undefined) throw new ApiError(denied, missingKeyDetail(req, header));
     if (keyMatches(stored, presented)) return;
     this.ctx.throttle.recordFailure(address, this.ctx.clock());
     this.ctx.log.log("warn", "refused key", { event: "key-refused", client: address, endpoint, header });
-    throw new ApiError(denied);
+    throw new ApiError(denied, `the ${header} header does not hold this endpoint's ${header === "ApiRdKey" ? "read" : "write"} key`);
   }
 
   private read(req: http.IncomingMessage, res: http.ServerResponse, endpoint: Endpoint, path: string, subPath: string): void {
     let body = endpoint.answers.get(path);
     if (body === undefined) {
       const segments = decodeSegments(subPath);
-      if (segments === null) throw new ApiError(ERRORS.BAD_REQUEST);
+      if (segments === null) throw new ApiError(ERRORS.BAD_REQUEST, MALFORMED_PATH);
       const selection = select(endpoint.docs.committed, segments);
-      if (selection === undefined) throw new ApiError(ERRORS.PATH_NOT_FOUND);
+      if (selection === undefined) throw new ApiError(ERRORS.PATH_NOT_FOUND, NO_SUCH_PATH);
       body = okEnvelope(JSON.stringify(selection.value));
       if (endpoint.answers.size >= MAX_CACHED_ANSWERS) endpoint.answers.clear();
       endpoint.answers.set(path, body);
@@ -157,15 +189,15 @@ export class Pipeline {
     markBodyRead(req);
     const fields = parseBody(bodyFormat(req.headers["content-type"]), raw);
     const segments = decodeSegments(subPath);
-    if (segments === null) throw new ApiError(ERRORS.BAD_REQUEST);
+    if (segments === null) throw new ApiError(ERRORS.BAD_REQUEST, MALFORMED_PATH);
     const now = Math.floor(this.ctx.clock() / 1000);
-    const next = applyWrite(endpoint.docs.latest, segments, fields, device.schema, now);
+    const next = applyWrite(endpoint.name, endpoint.docs.latest, segments, fields, device.schema, now);
     const commit = async (doc: Json): Promise<void> => {
       try {
         await endpoint.docs.change(deepFreeze(doc));
       } catch (error) {
         log.log("error", "change not made durable", { endpoint: endpoint.name, detail: (error as NodeJS.ErrnoException).code ?? String(error) });
-        throw new ApiError(ERRORS.STORAGE);
+        throw new ApiError(ERRORS.STORAGE, "the change could not be made durable, so nothing changed; the device's log says why");
       }
     };
     const gate = this.ctx.outputs;
@@ -173,9 +205,9 @@ export class Pipeline {
     else {
       // Outputs wait for the driver (error 18 after the member errors); the document is then built
       // again on the latest one, which input values may have changed meanwhile.
-      const rebuilt = (): Promise<void> => commit(applyWrite(endpoint.docs.latest, segments, fields, device.schema, now));
+      const rebuilt = (): Promise<void> => commit(applyWrite(endpoint.name, endpoint.docs.latest, segments, fields, device.schema, now));
       await gate.write({ endpoint: endpoint.name, segments, members: [...fields.values.keys()], next }, rebuilt).catch((error: unknown) => {
-        throw error instanceof OutputRefused ? new ApiError(ERRORS.IO) : error;
+        throw error instanceof OutputRefused ? new ApiError(ERRORS.IO, error.message) : error;
       });
     }
     // A PUT on a pair, or on one key of it (keys/<n>/rd): the pair is the first two segments.
@@ -195,14 +227,18 @@ export class Pipeline {
       if (!values.has(side) || typeof key !== "string") continue;
       warnings.push(...auditKeySet(this.trail, this.factoryKeys, written["name"], side, key, { client: req.socket.remoteAddress }));
     }
+    // An emptied key opens an endpoint: the start's warning, at once.
+    if (warnings.some((w) => w.reason === "empty")) warnOpenEndpoints(this.ctx.log, this.ctx.device.provisioningReport().open);
     return warnings;
   }
 
   private fail(req: http.IncomingMessage, res: http.ServerResponse, error: unknown): void {
     let entry: CatalogueEntry = ERRORS.INTERNAL;
+    let detail: string | undefined;
     let extra: Readonly<Record<string, string>> | undefined;
     if (error instanceof ApiError) {
       entry = error.entry;
+      detail = error.detail;
       extra = error.extraHeaders;
     } else {
       this.ctx.log.log("error", "internal error", { method: req.method, detail: error instanceof Error ? error.stack ?? error.message : String(error) });
@@ -211,7 +247,8 @@ export class Pipeline {
       res.destroy();
       return;
     }
-    this.answer(req, res, entry.status, ERROR_BODIES.get(entry.code) as Buffer, extra);
+    (req as Request).refusal = detail ?? entry.message;
+    this.answer(req, res, entry.status, errorBody(entry, detail), extra);
   }
 
   /** Sends an envelope, then the request line of the log (when request lines are on). */
@@ -220,9 +257,33 @@ export class Pipeline {
     const log = this.ctx.log;
     if (log.request !== undefined) {
       const r = req as Request;
-      log.request(req.socket.remoteAddress ?? "-", req.method ?? "-", loggedPath(req.url ?? ""), status, performance.now() - r.started, r.pair);
+      log.request(req.socket.remoteAddress ?? "-", req.method ?? "-", loggedPath(req.url ?? ""), status, performance.now() - r.started, r.pair, r.refusal);
     }
   }
+}
+
+/** Error bodies by code and detail, made once each: the set of details is small and fixed. */
+const errorBodies = new Map<string, Buffer>();
+const MAX_ERROR_BODIES = 256;
+
+function errorBody(entry: CatalogueEntry, detail: string | undefined): Buffer {
+  if (detail === undefined) return ERROR_BODIES.get(entry.code) as Buffer;
+  const key = `${entry.code}:${detail}`;
+  let body = errorBodies.get(key);
+  if (body === undefined) {
+    if (errorBodies.size >= MAX_ERROR_BODIES) errorBodies.clear();
+    body = errorEnvelope(entry, detail);
+    errorBodies.set(key, body);
+  }
+  return body;
+}
+
+const MALFORMED_PATH = "the path is malformed: an empty segment (//) or a bad %-escape";
+
+/** A key header is missing: which one, and where keys travel when they came in Authorization instead. */
+function missingKeyDetail(req: http.IncomingMessage, header: string): string {
+  if (req.headers.authorization !== undefined) return "keys travel in the ApiRdKey and ApiWrKey headers, not in Authorization";
+  return header === "ApiRdKey" ? "this endpoint needs its read key in the ApiRdKey header" : "writing needs the write key in the ApiWrKey header, besides the read key";
 }
 
 function hostLines(rawHeaders: readonly string[]): number {

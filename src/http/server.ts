@@ -13,6 +13,7 @@ import { defendConnections, isClosing } from "./connections.ts";
 import { Pipeline } from "./pipeline.ts";
 import { Request } from "./send.ts";
 import { httpsModule } from "./tls.ts";
+import { WebHandler } from "../web/web-handler.ts";
 
 export { stopServer } from "./connections.ts";
 
@@ -36,6 +37,8 @@ export interface ServerOptions {
   readonly clock?: Clock;
   /** When set, the server speaks HTTPS (node:https) with this certificate and key (PEM); same API. */
   readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /** The homepage's web root (docs/homepage.md); without it every page outside /api/ answers 404. */
+  readonly wwwDir?: string;
   /** The I/O driver's gate on output writes (src/io/); without it, output writes commit at once. */
   readonly outputs?: OutputGate;
 }
@@ -55,15 +58,20 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
   const limits = { ...DEFAULT_LIMITS, ...definedOnly(options) };
   const server = nodeServer(limits, options.tls);
   const log = options.log ?? SILENT;
+  // One throttle for keys and passwords: a wrong password is a wrong key.
+  const throttle = new Throttle(options.throttle ?? DEFAULT_THROTTLE);
+  const clock = options.clock ?? SYSTEM_CLOCK;
+  const closing = (): boolean => isClosing(server);
   const pipeline = new Pipeline({
     device,
     log,
-    throttle: new Throttle(options.throttle ?? DEFAULT_THROTTLE),
-    clock: options.clock ?? SYSTEM_CLOCK,
+    throttle,
+    clock,
     maxBodyBytes: limits.maxBodyBytes,
     maxUrlBytes: limits.maxUrlBytes,
     allowedHosts: options.allowedHosts === undefined ? undefined : new Set(options.allowedHosts.map((h) => h.toLowerCase())),
-    closing: () => isClosing(server),
+    closing,
+    web: new WebHandler({ device, log, throttle, clock, wwwDir: options.wwwDir, closing }),
     outputs: options.outputs,
   });
   // A pipelined request is parsed while the one before it is still being served. It waits for its

@@ -178,7 +178,7 @@ export class IoBridge implements OutputGate {
 
   /** Sends one change and resolves once the driver acknowledged it; OutputRefused otherwise. */
   private request(entry: number, pin: Json): Promise<void> {
-    if (!this.ready) return Promise.reject(new OutputRefused("no I/O driver runs"));
+    if (!this.ready) return Promise.reject(new OutputRefused("no-driver"));
     return this.send(entry, pin);
   }
 
@@ -189,7 +189,7 @@ export class IoBridge implements OutputGate {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         this.counters.timeouts++;
-        reject(new OutputRefused("no acknowledgement in time"));
+        reject(new OutputRefused("timeout"));
         this.ready = false;
         // A driver that does not answer hangs: it is killed and restarted, and gets the values again.
         this.driver.kill(`no acknowledgement of change ${id} within ${timeoutMs} ms`);
@@ -206,7 +206,7 @@ export class IoBridge implements OutputGate {
           }
         },
       });
-      if (!this.driver.send(changeLine(id, entry, pin as number | boolean))) this.pending.get(id)?.settle(new OutputRefused("no I/O driver runs"));
+      if (!this.driver.send(changeLine(id, entry, pin as number | boolean))) this.pending.get(id)?.settle(new OutputRefused("no-driver"));
     });
   }
 
@@ -238,7 +238,7 @@ export class IoBridge implements OutputGate {
       }
       const now = Math.floor(this.clock() / 1000);
       try {
-        const next = applyWrite(this.live.docs.latest, ["entries", String(entry)], { format: "json", values: new Map([[PIN, false]]) }, this.schema, now);
+        const next = applyWrite(this.liveName, this.live.docs.latest, ["entries", String(entry)], { format: "json", values: new Map([[PIN, false]]) }, this.schema, now);
         await this.live.docs.change(deepFreeze(next));
       } catch (error) {
         this.options.log.log("error", "pulse output's return to false not made durable", { entry, detail: (error as NodeJS.ErrnoException).code ?? String(error) });
@@ -264,7 +264,7 @@ export class IoBridge implements OutputGate {
         try {
           await this.request(entry, pin);
         } catch (error) {
-          if (this.ready && error instanceof OutputRefused && error.message === "refused") {
+          if (this.ready && error instanceof OutputRefused && error.reason === "refused") {
             // A fault the driver reported for this point says more than the refusal: it stays.
             this.setErrors((i, current) => (i === entry && current >= POINT_ERROR.NO_DRIVER ? POINT_ERROR.REFUSED : undefined));
           }
@@ -278,7 +278,7 @@ export class IoBridge implements OutputGate {
   private ended(): void {
     this.ready = false;
     this.reports.clear();
-    for (const p of [...this.pending.values()]) p.settle(new OutputRefused("the I/O driver ended"));
+    for (const p of [...this.pending.values()]) p.settle(new OutputRefused("ended"));
     for (const timer of this.pulses.values()) clearTimeout(timer);
     this.pulses.clear();
     if (!this.stopped) this.setErrors(() => POINT_ERROR.NO_DRIVER);

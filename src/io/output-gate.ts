@@ -28,7 +28,21 @@ export interface OutputGate {
   write(write: GatedWrite, commit: () => Promise<void>): Promise<void>;
 }
 
+/** Why an output was not applied. */
+export type RefusalReason = "no-driver" | "refused" | "timeout" | "ended";
+
+/** What error 18's `meta.detail` says for each reason: words only, never a value. */
+const DETAILS: Readonly<Record<RefusalReason, string>> = {
+  "no-driver": "no I/O driver is running, so the output was not changed",
+  refused: "the I/O driver refused this value, so the output was not changed",
+  timeout: "the I/O driver did not acknowledge the change in time, so the output was not changed",
+  ended: "the I/O driver ended during the change, so the output was not changed",
+};
+
 /** An output the driver refused, did not acknowledge in time, or that no driver runs to apply. */
 export class OutputRefused extends Error {
   override name = "OutputRefused";
+  constructor(readonly reason: RefusalReason) {
+    super(DETAILS[reason]);
+  }
 }

@@ -9,7 +9,7 @@ import { deepFreeze, type Json } from "./documents.ts";
 import { wireEndpoints } from "./endpoint-wiring.ts";
 import { keepSavedEntries } from "./live-data.ts";
 import type { Schema } from "./schema.ts";
-import { readStateFile } from "./state-file.ts";
+import { fileText, readStateFile } from "./state-file.ts";
 import type { CommitQueue, StoreFs } from "./store.ts";
 
 /** The endpoint that is always open and read-only (docs/api.md §3). */
@@ -102,7 +102,8 @@ export class Device {
         const file = await readStateFile(this.stateDir, name, this.factory.get(name) as Json, this.schema);
         if (file.status === "missing") problems.push(`${join(this.stateDir, name + ".json")}: missing (a restart seeds it from the factory default)`);
         else if (file.status === "invalid") problems.push(...file.problems);
-        else if (file.text !== this.#persist.get(name)?.(before.get(name) as Json)) files.set(name, file.doc);
+        // By content, not by bytes: a file a technician saved in another layout has not changed.
+        else if (fileText(file.doc) !== this.#persist.get(name)?.(before.get(name) as Json)) files.set(name, file.doc);
       }
       if (problems.length > 0) throw new ReloadError(problems.join("\n"));
       // From here on nothing awaits, so no request runs in between. A write that committed or is

@@ -86,6 +86,33 @@ function inRange(rule: MemberRule, n: number): boolean {
   return (rule.min === undefined || n >= rule.min) && (rule.max === undefined || n <= rule.max);
 }
 
+/** What a member takes, in words, for an error's detail: "an integer from 1 to 65535". */
+export function describeRule(rule: MemberRule): string {
+  switch (rule.kind) {
+    case "string":
+      return `text of at most ${rule.maxLength ?? DEFAULT_MAX_STRING_LENGTH} characters, without control characters`;
+    case "key":
+      return `a key: 0 to ${MAX_KEY_LENGTH} printable ASCII characters without spaces (0x21 to 0x7E)`;
+    case "ipv4":
+      return "an IPv4 address in dotted-quad form, e.g. 192.168.15.100";
+    case "boolean":
+      return "true or false (or 1 or 0)";
+    case "port":
+      return "an integer from 1 to 65535";
+    case "integer":
+      return `an integer${range(rule)}`;
+    case "number":
+      return `a number${range(rule)}`;
+  }
+}
+
+function range(rule: MemberRule): string {
+  if (rule.min !== undefined && rule.max !== undefined) return ` from ${rule.min} to ${rule.max}`;
+  if (rule.min !== undefined) return ` of at least ${rule.min}`;
+  if (rule.max !== undefined) return ` of at most ${rule.max}`;
+  return "";
+}
+
 /** Sentinel for a value that does not convert. */
 export const INVALID: unique symbol = Symbol("invalid");
 
