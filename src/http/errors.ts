@@ -25,6 +25,7 @@ export const ERRORS = Object.freeze({
   STORAGE: { code: 13, message: "JSON_ERROR_STORAGE", status: 503 },
   INTERNAL: { code: 14, message: "JSON_ERROR_INTERNAL", status: 500 },
   HEADERS_TOO_LARGE: { code: 15, message: "JSON_ERROR_HEADERS_TOO_LARGE", status: 431 },
+  IO: { code: 18, message: "JSON_ERROR_IO", status: 502 },
 } satisfies Record<string, CatalogueEntry>);
 
 /** The catalogue as a list ordered by code (the README's table is checked against it). */
