@@ -173,13 +173,15 @@ async function run(settings: Settings): Promise<number> {
   // Keys go only into a folder where nobody else can swap the files (files.ts explains).
   await checkOutputFolder(dirname(outPath));
   let lock: PidLock | undefined;
+  const tally = { done: 0, failed: 0, total: devices.length };
   if (!settings.dryRun) {
     lock = acquireLock(`${outPath}.lock`);
     // A kill needs no cleanup (that is the point of the journal), but a Ctrl-C should not leave
-    // the lock behind for the next run to puzzle over.
+    // the lock behind for the next run to puzzle over, nor the user wondering what was done.
     const held = lock;
     for (const signal of ["SIGINT", "SIGTERM"] as const) {
       process.once(signal, () => {
+        process.stderr.write(`\n${interrupted(tally)}\n`);
         held.release();
         process.exit(signal === "SIGINT" ? 130 : 143);
       });
@@ -225,6 +227,8 @@ async function run(settings: Settings): Promise<number> {
         },
       );
       progress.finish(device.host, describe(outcome), outcome.status === "failed");
+      if (outcome.status === "failed") tally.failed++;
+      else tally.done++;
       return { device, outcome };
     });
     progress.close();
@@ -236,7 +240,8 @@ async function run(settings: Settings): Promise<number> {
       const unresolved = journal.intents.filter((i) => !finished.has(i.host));
       if (unresolved.length !== journal.intents.length || unresolved.length === 0) await journal.rewrite(unresolved);
     }
-    return summarize(settings, outPath, outcomes);
+    // An output file from an earlier run holds keys too; one this run never wrote, and that did not exist, is not named.
+    return summarize(settings, outPath, secrets.written || mode !== undefined, outcomes);
   } finally {
     await journal?.close();
     lock?.release();
@@ -261,7 +266,17 @@ async function removeStaleTempFiles(outPath: string): Promise<void> {
   }
 }
 
-function summarize(settings: Settings, outPath: string, outcomes: ReadonlyArray<{ device: InventoryDevice; outcome: DeviceOutcome }>): number {
+/** What an interrupted run did, and what finishes it (a re-run: the journal knows the changes under way). */
+function interrupted(tally: { done: number; failed: number; total: number }): string {
+  const left = tally.total - tally.done - tally.failed;
+  return (
+    `Interrupted: ${tally.done} of ${tally.total} devices done, ${tally.failed} failed, ${left} not finished. ` +
+    "Keys already changed are in the output file or its journal; run again with the same arguments to finish."
+  );
+}
+
+/** The end of a run: what happened to each device, and where the keys are (only if they were written). */
+function summarize(settings: Settings, outPath: string, written: boolean, outcomes: ReadonlyArray<{ device: InventoryDevice; outcome: DeviceOutcome }>): number {
   const failed = outcomes.filter((o) => o.outcome.status === "failed");
   const lines: string[] = [];
   const count = (n: number, what: string): string => `${n} ${what}${n === 1 ? "" : "s"}`;
@@ -282,10 +297,12 @@ function summarize(settings: Settings, outPath: string, outcomes: ReadonlyArray<
     );
   }
   if (failed.length > 0) {
-    lines.push("Failed (the other devices were done; run again with the same arguments to retry these):");
+    const others = failed.length < outcomes.length ? "the other devices were done; " : "";
+    lines.push(`Failed (${others}run again with the same arguments to retry these):`);
     for (const { device, outcome } of failed) lines.push(`  ${device.host}: ${outcome.status === "failed" ? outcome.reason : ""}`);
   }
-  if (!settings.dryRun) lines.push(`Keys: ${outPath} (mode 0600). It is the only copy of them: keep it safe, keep a backup.`);
+  if (!settings.dryRun && written) lines.push(`Keys: ${outPath} (mode 0600). It is the only copy of them: keep it safe, keep a backup.`);
+  else if (!settings.dryRun) lines.push("No keys were changed, so no output file was written.");
   // Pair names and reasons may hold what a device sent: no control character reaches the terminal.
   process.stdout.write(lines.map(printable).join("\n") + "\n");
   return failed.length > 0 ? 1 : 0;
