@@ -21,6 +21,7 @@ import { readSecrets, SecretsFile, SecretsFileError } from "./secrets-file.ts";
 import { runDiscover } from "./discover.ts";
 
 const USAGE = `Usage: node dist/provision.js --inventory FILE --out FILE [options]
+       node dist/provision.js --rotate --out FILE [--inventory FILE] [options]
        node dist/provision.js --discover [--timeout S] [--out FILE] [--ca FILE]
 
 Gives every key pair of every device in FILE fresh random keys (the apikeys pair last), checks
@@ -40,6 +41,9 @@ instant: run it again with the same arguments to finish.
                          or the devices' own self-signed certificates), instead of Node's built-in
                          list of public CAs. Certificates are always checked, their name or IP too
   --concurrency N        devices worked on at once (default 4, at most 64)
+  --rotate               give fresh keys again to devices this tool provisioned before, their
+                         current keys taken from the output file; without --inventory, every
+                         device of the output file
   --dry-run              read the devices and say what would change; change nothing
   --device-throttle N/S  the devices block an address after N wrong keys in S seconds (default 10/60);
                          the tool stays under it
@@ -58,8 +62,10 @@ const DEFAULT_TIMEOUT_S = 10;
 
 /** The command line, checked. */
 interface Settings {
-  readonly inventory: string;
+  /** Undefined only with --rotate: the devices are then those of the output file. */
+  readonly inventory: string | undefined;
   readonly out: string;
+  readonly rotate: boolean;
   readonly concurrency: number;
   readonly dryRun: boolean;
   readonly throttle: DeviceThrottle;
@@ -89,13 +95,14 @@ function parseSettings(argv: string[]): Settings | DiscoverSettings | "help" {
       "device-throttle": { type: "string" },
       timeout: { type: "string" },
       discover: { type: "boolean" },
+      rotate: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     { positionals: false },
   );
   if (values["help"] === true) return "help";
   if (values["discover"] === true) {
-    for (const other of ["inventory", "concurrency", "dry-run", "device-throttle"]) {
+    for (const other of ["inventory", "concurrency", "dry-run", "device-throttle", "rotate"]) {
       if (values[other] !== undefined) throw new UsageError(`--${other} does not go with --discover`);
     }
     if (values["out"] === "" || values["ca"] === "") throw new UsageError("--out and --ca take a FILE");
@@ -108,7 +115,9 @@ function parseSettings(argv: string[]): Settings | DiscoverSettings | "help" {
   }
   const inventory = values["inventory"];
   const out = values["out"];
-  if (typeof inventory !== "string" || inventory === "") throw new UsageError("--inventory FILE is required");
+  const rotate = values["rotate"] === true;
+  // --rotate takes its devices and their keys from the output file; an inventory may narrow them.
+  if (inventory === "" || (typeof inventory !== "string" && !rotate)) throw new UsageError("--inventory FILE is required (or --rotate, to rotate the devices of --out again)");
   if (typeof out !== "string" || out === "") throw new UsageError("--out FILE is required");
   const concurrency = optionalNumber(values["concurrency"], DEFAULT_CONCURRENCY, "concurrency", 1, MAX_CONCURRENCY);
   const timeoutS = optionalNumber(values["timeout"], DEFAULT_TIMEOUT_S, "timeout", 1, 600);
@@ -123,7 +132,16 @@ function parseSettings(argv: string[]): Settings | DiscoverSettings | "help" {
   }
   const ca = values["ca"];
   if (ca === "") throw new UsageError("--ca takes a FILE");
-  return { inventory, out, concurrency, dryRun: values["dry-run"] === true, throttle, timeoutMs: timeoutS * 1000, ca: typeof ca === "string" ? ca : undefined };
+  return {
+    inventory: typeof inventory === "string" ? inventory : undefined,
+    out,
+    rotate,
+    concurrency,
+    dryRun: values["dry-run"] === true,
+    throttle,
+    timeoutMs: timeoutS * 1000,
+    ca: typeof ca === "string" ? ca : undefined,
+  };
 }
 
 
@@ -162,14 +180,12 @@ async function pool<T, R>(items: readonly T[], limit: number, work: (item: T) =>
 }
 
 async function run(settings: Settings): Promise<number> {
-  const devices = parseInventory(await readFile(settings.inventory, "utf8").catch((error: NodeJS.ErrnoException) => {
-    throw new InventoryError(error.code === "ENOENT" ? "no such file" : error.message);
-  }));
+  const outPath = resolve(settings.out);
+  const devices = settings.inventory !== undefined ? await readInventory(settings.inventory) : await devicesOfOutput(outPath);
   const ca = settings.ca === undefined ? undefined : await readCaFile(settings.ca);
   if (ca !== undefined && !devices.some((d) => d.scheme === "https")) {
     process.stderr.write("warning: --ca is given, but no device in the inventory is written https://...; all are reached over plain HTTP\n");
   }
-  const outPath = resolve(settings.out);
   // Keys go only into a folder where nobody else can swap the files (files.ts explains).
   await checkOutputFolder(dirname(outPath));
   let lock: PidLock | undefined;
@@ -217,6 +233,7 @@ async function run(settings: Settings): Promise<number> {
         { device, recorded: secrets.get(device.host), intents: byHost.get(device.host) ?? [] },
         {
           dryRun: settings.dryRun,
+          rotate: settings.rotate,
           timeoutMs: settings.timeoutMs,
           throttle: settings.throttle,
           ca,
@@ -246,6 +263,23 @@ async function run(settings: Settings): Promise<number> {
     await journal?.close();
     lock?.release();
   }
+}
+
+async function readInventory(path: string): Promise<InventoryDevice[]> {
+  const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
+    throw new InventoryError(error.code === "ENOENT" ? "no such file" : error.message);
+  });
+  return parseInventory(text);
+}
+
+/**
+ * --rotate without --inventory: every host of the output file, as written there. Their current
+ * keys are the file's (rotate.ts tries them first), so no inventory has to be made by hand.
+ */
+async function devicesOfOutput(outPath: string): Promise<InventoryDevice[]> {
+  const { hosts } = await readSecrets(outPath);
+  if (hosts.size === 0) throw new SecretsFileError(`${outPath} holds no device to rotate again; give an --inventory for a first run`);
+  return parseInventory(JSON.stringify([...hosts.keys()]));
 }
 
 /**
@@ -332,7 +366,7 @@ async function main(): Promise<number> {
   try {
     return await run(settings);
   } catch (error) {
-    if (error instanceof InventoryError) process.stderr.write(`provision: inventory ${printable(settings.inventory)}: ${printable(error.message)}\n`);
+    if (error instanceof InventoryError) process.stderr.write(`provision: inventory ${printable(settings.inventory ?? settings.out)}: ${printable(error.message)}\n`);
     else if (error instanceof LockError || error instanceof UnsafeFileError || error instanceof SecretsFileError || error instanceof JournalError || error instanceof CaFileError) {
       process.stderr.write(`provision: ${printable(error.message)}\n`);
     } else process.stderr.write(`provision: ${printable((error as Error).message)}\n`);
