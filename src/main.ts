@@ -17,6 +17,7 @@ import { createServer, stopServer } from "./http/server.ts";
 import { lockStateFolder, LockedError, type StateLock } from "./state/state-lock.ts";
 import { readTlsFiles, TlsFileError, tlsModule, type TlsFiles } from "./http/tls.ts";
 import { mdnsWanted, startDiscovery, type Discovery } from "./discovery/service.ts";
+import { IoBridge } from "./io/io-bridge.ts";
 
 declare const APIKEYD_VERSION: string | undefined;
 /** Set by the build from package.json. */
@@ -64,7 +65,10 @@ async function serve(options: Options, log: Logger): Promise<void> {
     log.log("warn", "endpoints still use factory keys; provision the device before it goes into the field", { endpoints: report.factoryKeys.join(",") });
   }
 
-  const server = createServer(device, { log, throttle: options.throttle, allowedHosts: options.allowedHosts, tls: tlsFiles, wwwDir: options.wwwDir, lastUseIntervalMs: options.lastUseIntervalMs });
+  // docs/io-driver.md: the driver is started before the server listens.
+  const io = options.ioDriver === undefined ? undefined : new IoBridge(device, { argv: options.ioDriver, timeoutMs: options.ioTimeoutMs, log });
+  io?.start();
+  const server = createServer(device, { log, throttle: options.throttle, allowedHosts: options.allowedHosts, tls: tlsFiles, wwwDir: options.wwwDir, outputs: io, lastUseIntervalMs: options.lastUseIntervalMs });
   server.on("error", (error: NodeJS.ErrnoException) => {
     log.log("error", "cannot listen", { code: error.code, host: options.host, port: options.port });
     lock.release();
@@ -80,6 +84,7 @@ async function serve(options: Options, log: Logger): Promise<void> {
     // The mDNS goodbye first: clients drop the device from their caches while it finishes.
     await (await discovery)?.stop();
     await stopServer(server);
+    await io?.stop();
     await device.close(); // the pairs' last use written, every change on disk
     lock.release();
     log.log("info", "stopped");

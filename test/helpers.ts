@@ -22,6 +22,22 @@ export async function cleanup(): Promise<void> {
   while (cleanups.length > 0) await (cleanups.pop() as () => Promise<void>)();
 }
 
+/** Registers something for cleanup() to undo (it runs before what was registered earlier). */
+export function deferCleanup(undo: () => Promise<void>): void {
+  cleanups.push(undo);
+}
+
+/** Polls `check` every few ms until it returns a value other than undefined; throws after `ms`. */
+export async function waitFor<T>(what: string, check: () => T | undefined | Promise<T | undefined>, ms = 5_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`waited ${ms} ms for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 /** A fresh temp folder, removed by cleanup(). */
 export async function tempDir(prefix = "apikeyd-test-"): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
@@ -54,6 +70,8 @@ export interface StartOptions {
   readonly server?: ServerOptions;
   readonly load?: Partial<LoadOptions>;
   readonly host?: string;
+  /** More server options, made from the loaded device (an I/O driver's gate). */
+  readonly withDevice?: (device: Device) => ServerOptions;
 }
 
 /** Starts the real server on 127.0.0.1, port 0, with a fresh temp state folder unless one is given. */
@@ -61,7 +79,7 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
   const configDir = options.configDir ?? CONFIG_DIR;
   const stateDir = options.stateDir ?? (await tempDir("apikeyd-state-"));
   const device = await loadDevice({ configDir, stateDir, ...options.load });
-  const server = createServer(device, options.server);
+  const server = createServer(device, { ...options.server, ...options.withDevice?.(device) });
   await new Promise<void>((done) => server.listen(0, options.host ?? "127.0.0.1", done));
   const port = (server.address() as AddressInfo).port;
   let stopped = false;

@@ -47,6 +47,35 @@ describe("a full run", () => {
     expect(bad.code).toBe(2);
   });
 
+  it("--rotate gives a fleet it provisioned before fresh keys again, its current keys taken from the output file", async () => {
+    const dir = await tempDir();
+    const fleet = await startFleet(2);
+    const inventory = await writeInventory(dir, fleet.map(hostOf));
+    const out = join(dir, "secrets.json");
+    expect((await runTool(["--inventory", inventory, "--out", out, ...ROOMY_FLAG], dir)).code).toBe(0);
+    const first = await readSecrets(out);
+
+    const planned = await runTool(["--rotate", "--out", out, "--dry-run", ...ROOMY_FLAG], dir);
+    expect(planned.stdout).toContain("Dry run, nothing was changed. 2 devices: 2 would change (14 pairs to get new keys)");
+
+    // No inventory: the devices are those of the output file, their keys the file's.
+    const again = await runTool(["--rotate", "--out", out, ...ROOMY_FLAG], dir);
+    expect([again.code, again.stdout]).toEqual([0, expect.stringContaining("2 devices: 2 provisioned now, 0 already provisioned, 0 failed; 14 pairs got new keys.")]);
+    const second = await readSecrets(out);
+    for (const ts of fleet) await expectDeviceHolds(ts, second[hostOf(ts)]);
+    const overlap = allKeys(second).filter((key) => allKeys(first).includes(key));
+    expect(overlap).toEqual([]);
+    // The old keys are dead on every device.
+    for (const ts of fleet) expect((await call(ts, "GET", "/api/v1/apikeys", { rd: first[hostOf(ts)]?.["apikeys"]?.rd })).status).toBe(401);
+  });
+
+  it("--rotate without an output file to take devices from is refused before anything is done", async () => {
+    const dir = await tempDir();
+    const run = await runTool(["--rotate", "--out", join(dir, "secrets.json")], dir);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain("holds no device to rotate again; give an --inventory for a first run");
+  });
+
   it("gives every pair of every device fresh keys, records them (0600) and a re-run changes nothing", async () => {
     const dir = await tempDir();
     const fleet = await startFleet(3);

@@ -105,6 +105,7 @@ describe.each(["text", "json"] as LogFormat[])("the %s log and the error answers
       expect(entry, a.text).toBeDefined();
     }
     expect(failures.filter((a) => JSON.parse(a.text).meta.detail !== undefined).length).toBeGreaterThanOrEqual(15);
+    expect(failures.filter((a) => leaks(a.text).length > 0).map((a) => a.text)).toEqual([]);
     // No line carries a secret; key changes carry fingerprints; refusals are audited.
     expect(lines.filter((l) => leaks(l).length > 0)).toEqual([]);
     const text = lines.join("\n");

@@ -5,6 +5,7 @@ import { parseArgv, UsageError, wholeNumber, type ArgSpec } from "./argv.ts";
 import type { LogFormat } from "../common/log.ts";
 import { DEFAULT_THROTTLE, type ThrottleOptions } from "../access/throttle.ts";
 import { DEFAULT_LAST_USE_INTERVAL_S } from "../access/last-use.ts";
+import { splitCommand } from "../io/protocol.ts";
 
 /** Everything the entry needs to serve. */
 export interface Options {
@@ -24,6 +25,10 @@ export interface Options {
   /** PEM files of the HTTPS certificate and key; both or neither. */
   readonly tlsCert: string | undefined;
   readonly tlsKey: string | undefined;
+  /** The I/O driver's program and arguments (docs/io-driver.md); undefined: no driver. */
+  readonly ioDriver: readonly string[] | undefined;
+  /** How long an output change waits for the driver's acknowledgement, in ms. */
+  readonly ioTimeoutMs: number;
   /** The subcommand and its arguments (`keys set properties`); empty: serve. */
   readonly command: readonly string[];
   /** Flags of the subcommands (`keys set --rd=K --wr=K`, `reset --keys-only --yes`). */
@@ -57,6 +62,8 @@ const FLAGS = {
   "throttle-max-block": { env: "APIKEYD_THROTTLE_MAX_BLOCK", help: "longest block in seconds (default: 900)" },
   "last-use-interval": { env: "APIKEYD_LAST_USE_INTERVAL", help: "seconds between two writes of the pairs' lastUsed to disk (default: 600)" },
   "mdns-interface": { env: "APIKEYD_MDNS_INTERFACE", help: "comma-separated interfaces to advertise on with mDNS (default: every non-loopback one)" },
+  "io-driver": { env: "APIKEYD_IO_DRIVER", help: 'I/O driver program and arguments, e.g. "node scripts/io/simulator.mjs" (default: none)' },
+  "io-timeout": { env: "APIKEYD_IO_TIMEOUT", help: "ms an output change waits for the driver (default: 2000)" },
 } as const;
 
 /** The on/off flags of mDNS; the variable takes on/off (or true/false, 1/0, yes/no). */
@@ -135,6 +142,16 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
   const tlsCert = get("tls-cert");
   const tlsKey = get("tls-key");
   if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError("--tls-cert and --tls-key go together");
+  const ioText = get("io-driver");
+  let ioDriver: readonly string[] | undefined;
+  if (ioText !== undefined) {
+    try {
+      ioDriver = Object.freeze(splitCommand(ioText));
+    } catch (error) {
+      throw new UsageError(`--io-driver: ${(error as Error).message}`);
+    }
+  }
+  const ioTimeout = get("io-timeout");
   const command = Object.freeze([...parsed.positionals]);
   const commandFlag = (["rd", "wr", ...LIFE_FLAGS, "keys-only", "yes"] as const).find((f) => values[f] !== undefined);
   if (command.length === 0 && commandFlag !== undefined) throw new UsageError(`--${commandFlag} belongs to a command (keys set, reset)`);
@@ -161,6 +178,8 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
     version: values["version"] === true,
     tlsCert,
     tlsKey,
+    ioDriver,
+    ioTimeoutMs: ioTimeout === undefined ? 2_000 : wholeNumber("io-timeout", ioTimeout, 100, 60_000),
     command,
     rd: typeof values["rd"] === "string" ? values["rd"] : undefined,
     wr: typeof values["wr"] === "string" ? values["wr"] : undefined,

@@ -27,6 +27,7 @@ export const ERRORS = Object.freeze({
   HEADERS_TOO_LARGE: { code: 15, message: "JSON_ERROR_HEADERS_TOO_LARGE", status: 431 },
   KEY_INACTIVE: { code: 16, message: "JSON_ERROR_KEY_INACTIVE", status: 401 },
   ORIGIN_DENIED: { code: 17, message: "JSON_ERROR_ORIGIN_DENIED", status: 403 },
+  IO: { code: 18, message: "JSON_ERROR_IO", status: 502 },
 } satisfies Record<string, CatalogueEntry>);
 
 /** The catalogue as a list ordered by code (the README's table is checked against it). */

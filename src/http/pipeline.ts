@@ -12,8 +12,9 @@ import type { Throttle } from "../access/throttle.ts";
 import { factoryKeysOf, WEAK_KEY_HEADER, weakKeyHeader, type WeakKeyWarning } from "../access/weak-keys.ts";
 import type { Clock } from "../common/clock.ts";
 import type { Logger } from "../common/log.ts";
+import { OutputRefused, type OutputGate } from "../io/output-gate.ts";
 import { APIKEYS_ENDPOINT, type Device, type Endpoint } from "../state/device.ts";
-import { decodeSegments, deepFreeze, select } from "../state/documents.ts";
+import { decodeSegments, deepFreeze, select, type Json } from "../state/documents.ts";
 import { isObject } from "../state/schema.ts";
 import { applyWrite, NO_SUCH_PATH } from "../state/write-rules.ts";
 import { bodyFormat, parseBody, readBody, type Fields } from "./body.ts";
@@ -41,6 +42,8 @@ export interface PipelineContext {
   readonly closing: () => boolean;
   /** The homepage: every path outside /api/ (docs/homepage.md); without it, those are error 2. */
   readonly web?: WebHandler;
+  /** The I/O driver's gate on output writes (docs/api.md §12); undefined: writes commit at once. */
+  readonly outputs?: OutputGate | undefined;
 }
 
 /** Serves the requests of one server. */
@@ -257,12 +260,25 @@ export class Pipeline {
     const segments = decodeSegments(subPath);
     if (segments === null) throw new ApiError(ERRORS.BAD_REQUEST, MALFORMED_PATH);
     if (endpoint.name === APIKEYS_ENDPOINT) return this.writeKeys(req, res, endpoint, segments, fields);
-    const next = applyWrite(endpoint.name, endpoint.docs.latest, segments, fields, device.schema, Math.floor(this.ctx.clock() / 1000));
-    try {
-      await endpoint.docs.change(deepFreeze(next));
-    } catch (error) {
-      log.log("error", "change not made durable", { endpoint: endpoint.name, detail: (error as NodeJS.ErrnoException).code ?? String(error) });
-      throw new ApiError(ERRORS.STORAGE, "the change could not be made durable, so nothing changed; the device's log says why");
+    const now = Math.floor(this.ctx.clock() / 1000);
+    const next = applyWrite(endpoint.name, endpoint.docs.latest, segments, fields, device.schema, now);
+    const commit = async (doc: Json): Promise<void> => {
+      try {
+        await endpoint.docs.change(deepFreeze(doc));
+      } catch (error) {
+        log.log("error", "change not made durable", { endpoint: endpoint.name, detail: (error as NodeJS.ErrnoException).code ?? String(error) });
+        throw new ApiError(ERRORS.STORAGE, "the change could not be made durable, so nothing changed; the device's log says why");
+      }
+    };
+    const gate = this.ctx.outputs;
+    if (gate === undefined) await commit(next);
+    else {
+      // Outputs wait for the driver (error 18 after the member errors); the document is then built
+      // again on the latest one, which input values may have changed meanwhile.
+      const rebuilt = (): Promise<void> => commit(applyWrite(endpoint.name, endpoint.docs.latest, segments, fields, device.schema, now));
+      await gate.write({ endpoint: endpoint.name, segments, members: [...fields.values.keys()], next }, rebuilt).catch((error: unknown) => {
+        throw error instanceof OutputRefused ? new ApiError(ERRORS.IO, error.message) : error;
+      });
     }
     const selection = select(endpoint.docs.committed, segments);
     this.answer(req, res, 200, okEnvelope(JSON.stringify(selection?.value ?? null)));

@@ -7,6 +7,7 @@ import * as http from "node:http";
 import { DEFAULT_THROTTLE, Throttle, type ThrottleOptions } from "../access/throttle.ts";
 import { SYSTEM_CLOCK, type Clock } from "../common/clock.ts";
 import { SILENT, type Logger } from "../common/log.ts";
+import type { OutputGate } from "../io/output-gate.ts";
 import type { Device } from "../state/device.ts";
 import { defendConnections, isClosing } from "./connections.ts";
 import { Pipeline } from "./pipeline.ts";
@@ -42,6 +43,8 @@ export interface ServerOptions {
   readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
   /** The homepage's web root (docs/homepage.md); without it every page outside /api/ answers 404. */
   readonly wwwDir?: string;
+  /** The I/O driver's gate on output writes (src/io/); without it, output writes commit at once. */
+  readonly outputs?: OutputGate;
 }
 
 export const DEFAULT_LIMITS = Object.freeze({
@@ -73,6 +76,7 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
     allowedHosts: options.allowedHosts === undefined ? undefined : new Set(options.allowedHosts.map((h) => h.toLowerCase())),
     closing,
     web: new WebHandler({ device, log, throttle, clock, wwwDir: options.wwwDir, closing }),
+    outputs: options.outputs,
   });
   // A pipelined request is parsed while the one before it is still being served. It waits for its
   // turn (node hands its answer the socket then), so that it is checked against every key and

@@ -24,6 +24,7 @@ import { readSecrets, SecretsFile, SecretsFileError } from "./secrets-file.ts";
 import { runDiscover } from "./discover.ts";
 
 const USAGE = `Usage: node dist/provision.js --inventory FILE --out FILE [options]
+       node dist/provision.js --rotate --out FILE [--inventory FILE] [options]
        node dist/provision.js --discover [--timeout S] [--out FILE] [--ca FILE]
 
 Gives every key pair of every device in FILE fresh random keys (the apikeys pair last), checks
@@ -49,6 +50,9 @@ instant: run it again with the same arguments to finish.
   --grace S              the replaced keys keep working S more seconds (0 to 604800, default 0)
   --label TEXT           the label of each pair rotated (0 to 64 characters)
   --expires DATE         "YYYY-MM-DD HH:MM:SS" (UTC): each pair rotated, except apikeys, expires then
+  --rotate               give fresh keys again to devices this tool provisioned before, their
+                         current keys taken from the output file; without --inventory, every
+                         device of the output file
   --dry-run              read the devices and say what would change; change nothing
   --device-throttle N/S  the devices block an address after N wrong keys in S seconds (default 10/60);
                          the tool stays under it
@@ -67,8 +71,10 @@ const DEFAULT_TIMEOUT_S = 10;
 
 /** The command line, checked. */
 interface Settings {
-  readonly inventory: string;
+  /** Undefined only with --rotate: the devices are then those of the output file. */
+  readonly inventory: string | undefined;
   readonly out: string;
+  readonly rotate: boolean;
   readonly concurrency: number;
   readonly dryRun: boolean;
   readonly throttle: DeviceThrottle;
@@ -103,13 +109,14 @@ function parseSettings(argv: string[]): Settings | DiscoverSettings | "help" {
       label: { type: "string" },
       expires: { type: "string" },
       discover: { type: "boolean" },
+      rotate: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     { positionals: false },
   );
   if (values["help"] === true) return "help";
   if (values["discover"] === true) {
-    for (const other of ["inventory", "concurrency", "dry-run", "device-throttle"]) {
+    for (const other of ["inventory", "concurrency", "dry-run", "device-throttle", "rotate"]) {
       if (values[other] !== undefined) throw new UsageError(`--${other} does not go with --discover`);
     }
     if (values["out"] === "" || values["ca"] === "") throw new UsageError("--out and --ca take a FILE");
@@ -122,7 +129,9 @@ function parseSettings(argv: string[]): Settings | DiscoverSettings | "help" {
   }
   const inventory = values["inventory"];
   const out = values["out"];
-  if (typeof inventory !== "string" || inventory === "") throw new UsageError("--inventory FILE is required");
+  const rotate = values["rotate"] === true;
+  // --rotate takes its devices and their keys from the output file; an inventory may narrow them.
+  if (inventory === "" || (typeof inventory !== "string" && !rotate)) throw new UsageError("--inventory FILE is required (or --rotate, to rotate the devices of --out again)");
   if (typeof out !== "string" || out === "") throw new UsageError("--out FILE is required");
   const concurrency = optionalNumber(values["concurrency"], DEFAULT_CONCURRENCY, "concurrency", 1, MAX_CONCURRENCY);
   const timeoutS = optionalNumber(values["timeout"], DEFAULT_TIMEOUT_S, "timeout", 1, 600);
@@ -147,7 +156,17 @@ function parseSettings(argv: string[]): Settings | DiscoverSettings | "help" {
     ...(typeof label === "string" ? { label } : {}),
     ...(typeof expires === "string" ? { expires } : {}),
   };
-  return { inventory, out, concurrency, dryRun: values["dry-run"] === true, throttle, timeoutMs: timeoutS * 1000, ca: typeof ca === "string" ? ca : undefined, change };
+  return {
+    inventory: typeof inventory === "string" ? inventory : undefined,
+    out,
+    rotate,
+    concurrency,
+    dryRun: values["dry-run"] === true,
+    throttle,
+    timeoutMs: timeoutS * 1000,
+    ca: typeof ca === "string" ? ca : undefined,
+    change,
+  };
 }
 
 
@@ -186,24 +205,24 @@ async function pool<T, R>(items: readonly T[], limit: number, work: (item: T) =>
 }
 
 async function run(settings: Settings): Promise<number> {
-  const devices = parseInventory(await readFile(settings.inventory, "utf8").catch((error: NodeJS.ErrnoException) => {
-    throw new InventoryError(error.code === "ENOENT" ? "no such file" : error.message);
-  }));
+  const outPath = resolve(settings.out);
+  const devices = settings.inventory !== undefined ? await readInventory(settings.inventory) : await devicesOfOutput(outPath);
   const ca = settings.ca === undefined ? undefined : await readCaFile(settings.ca);
   if (ca !== undefined && !devices.some((d) => d.scheme === "https")) {
     process.stderr.write("warning: --ca is given, but no device in the inventory is written https://...; all are reached over plain HTTP\n");
   }
-  const outPath = resolve(settings.out);
   // Keys go only into a folder where nobody else can swap the files (files.ts explains).
   await checkOutputFolder(dirname(outPath));
   let lock: PidLock | undefined;
+  const tally = { done: 0, failed: 0, total: devices.length };
   if (!settings.dryRun) {
     lock = acquireLock(`${outPath}.lock`);
     // A kill needs no cleanup (that is the point of the journal), but a Ctrl-C should not leave
-    // the lock behind for the next run to puzzle over.
+    // the lock behind for the next run to puzzle over, nor the user wondering what was done.
     const held = lock;
     for (const signal of ["SIGINT", "SIGTERM"] as const) {
       process.once(signal, () => {
+        process.stderr.write(`\n${interrupted(tally)}\n`);
         held.release();
         process.exit(signal === "SIGINT" ? 130 : 143);
       });
@@ -239,6 +258,7 @@ async function run(settings: Settings): Promise<number> {
         { device, recorded: secrets.get(device.host), intents: byHost.get(device.host) ?? [] },
         {
           dryRun: settings.dryRun,
+          rotate: settings.rotate,
           timeoutMs: settings.timeoutMs,
           throttle: settings.throttle,
           ca,
@@ -250,6 +270,8 @@ async function run(settings: Settings): Promise<number> {
         },
       );
       progress.finish(device.host, describe(outcome), outcome.status === "failed");
+      if (outcome.status === "failed") tally.failed++;
+      else tally.done++;
       return { device, outcome };
     });
     progress.close();
@@ -261,11 +283,29 @@ async function run(settings: Settings): Promise<number> {
       const unresolved = journal.intents.filter((i) => !finished.has(i.host));
       if (unresolved.length !== journal.intents.length || unresolved.length === 0) await journal.rewrite(unresolved);
     }
-    return summarize(settings, outPath, outcomes);
+    // An output file from an earlier run holds keys too; one this run never wrote, and that did not exist, is not named.
+    return summarize(settings, outPath, secrets.written || mode !== undefined, outcomes);
   } finally {
     await journal?.close();
     lock?.release();
   }
+}
+
+async function readInventory(path: string): Promise<InventoryDevice[]> {
+  const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
+    throw new InventoryError(error.code === "ENOENT" ? "no such file" : error.message);
+  });
+  return parseInventory(text);
+}
+
+/**
+ * --rotate without --inventory: every host of the output file, as written there. Their current
+ * keys are the file's (rotate.ts tries them first), so no inventory has to be made by hand.
+ */
+async function devicesOfOutput(outPath: string): Promise<InventoryDevice[]> {
+  const { hosts } = await readSecrets(outPath);
+  if (hosts.size === 0) throw new SecretsFileError(`${outPath} holds no device to rotate again; give an --inventory for a first run`);
+  return parseInventory(JSON.stringify([...hosts.keys()]));
 }
 
 /**
@@ -286,7 +326,17 @@ async function removeStaleTempFiles(outPath: string): Promise<void> {
   }
 }
 
-function summarize(settings: Settings, outPath: string, outcomes: ReadonlyArray<{ device: InventoryDevice; outcome: DeviceOutcome }>): number {
+/** What an interrupted run did, and what finishes it (a re-run: the journal knows the changes under way). */
+function interrupted(tally: { done: number; failed: number; total: number }): string {
+  const left = tally.total - tally.done - tally.failed;
+  return (
+    `Interrupted: ${tally.done} of ${tally.total} devices done, ${tally.failed} failed, ${left} not finished. ` +
+    "Keys already changed are in the output file or its journal; run again with the same arguments to finish."
+  );
+}
+
+/** The end of a run: what happened to each device, and where the keys are (only if they were written). */
+function summarize(settings: Settings, outPath: string, written: boolean, outcomes: ReadonlyArray<{ device: InventoryDevice; outcome: DeviceOutcome }>): number {
   const failed = outcomes.filter((o) => o.outcome.status === "failed");
   const lines: string[] = [];
   const count = (n: number, what: string): string => `${n} ${what}${n === 1 ? "" : "s"}`;
@@ -307,10 +357,12 @@ function summarize(settings: Settings, outPath: string, outcomes: ReadonlyArray<
     );
   }
   if (failed.length > 0) {
-    lines.push("Failed (the other devices were done; run again with the same arguments to retry these):");
+    const others = failed.length < outcomes.length ? "the other devices were done; " : "";
+    lines.push(`Failed (${others}run again with the same arguments to retry these):`);
     for (const { device, outcome } of failed) lines.push(`  ${device.host}: ${outcome.status === "failed" ? outcome.reason : ""}`);
   }
-  if (!settings.dryRun) lines.push(`Keys: ${outPath} (mode 0600). It is the only copy of them: keep it safe, keep a backup.`);
+  if (!settings.dryRun && written) lines.push(`Keys: ${outPath} (mode 0600). It is the only copy of them: keep it safe, keep a backup.`);
+  else if (!settings.dryRun) lines.push("No keys were changed, so no output file was written.");
   // Pair names and reasons may hold what a device sent: no control character reaches the terminal.
   process.stdout.write(lines.map(printable).join("\n") + "\n");
   return failed.length > 0 ? 1 : 0;
@@ -340,7 +392,7 @@ async function main(): Promise<number> {
   try {
     return await run(settings);
   } catch (error) {
-    if (error instanceof InventoryError) process.stderr.write(`provision: inventory ${printable(settings.inventory)}: ${printable(error.message)}\n`);
+    if (error instanceof InventoryError) process.stderr.write(`provision: inventory ${printable(settings.inventory ?? settings.out)}: ${printable(error.message)}\n`);
     else if (error instanceof LockError || error instanceof UnsafeFileError || error instanceof SecretsFileError || error instanceof JournalError || error instanceof CaFileError) {
       process.stderr.write(`provision: ${printable(error.message)}\n`);
     } else process.stderr.write(`provision: ${printable((error as Error).message)}\n`);

@@ -30,6 +30,8 @@ export interface DeviceJob {
 /** The run's collaborators and settings. */
 export interface RotateContext {
   readonly dryRun: boolean;
+  /** --rotate: pairs that already hold the keys of the output file get fresh ones all the same. */
+  readonly rotate?: boolean;
   readonly timeoutMs: number;
   readonly throttle: DeviceThrottle;
   /** PEM certificates trusted for HTTPS devices instead of Node's default roots (--ca). */
@@ -207,11 +209,16 @@ class DeviceRun {
     const rotate: string[] = [];
     const confirm: string[] = [];
     for (const p of this.ordered(pairs)) {
-      if (samePair(p, this.job.recorded?.get(p.name))) continue;
+      if (this.isRecorded(p)) continue;
       if (this.landedIntent(p) !== undefined) confirm.push(p.name);
       else rotate.push(p.name);
     }
     return { status: "planned", rotate, confirm };
+  }
+
+  /** Whether the pair holds the keys the output file has for it, and may keep them (not --rotate). */
+  private isRecorded(p: DevicePair): boolean {
+    return this.ctx.rotate !== true && samePair(p, this.job.recorded?.get(p.name));
   }
 
   /** The journal line whose new keys the pair holds: a change made by a run that did not check it. */
@@ -224,7 +231,7 @@ class DeviceRun {
     let auth = start;
     for (const p of this.ordered(pairs)) {
       if (samePair(p, this.confirmed.get(p.name))) continue;
-      if (samePair(p, this.job.recorded?.get(p.name))) {
+      if (this.isRecorded(p)) {
         this.confirmed.set(p.name, { rd: p.rd, wr: p.wr });
         continue;
       }
