@@ -214,6 +214,9 @@ describe("last use", () => {
     now.ms = T0 + 5_000;
     for (let i = 0; i < 20; i++) expect((await call(ts, "GET", "/api/v1/data/time", { ...DATA, localAddress: "127.0.0.21" })).status).toBe(200);
     expect(await pairOf(ts, 6)).toMatchObject({ lastUsed: T0_S + 5, lastUsedFrom: "127.0.0.21" });
+    // Answers of apikeys are cached, yet follow a use from another address within the same second.
+    expect((await call(ts, "GET", "/api/v1/data/time", { ...DATA, localAddress: "127.0.0.23" })).status).toBe(200);
+    expect(await pairOf(ts, 6)).toMatchObject({ lastUsed: T0_S + 5, lastUsedFrom: "127.0.0.23" });
     await new Promise((resolve) => setTimeout(resolve, 100)); // ten ticks
     expect(await readState(ts)).toBe(before);
     // The interval counts from the first tick that saw a use to write (at T0 + 5 s).

@@ -122,6 +122,30 @@ export class KeyLife {
     return this.uses.merged(doc);
   }
 
+  /** Answers of `apikeys` by request path, good while the committed document and the uses' seconds stay. */
+  readonly #answers = new Map<string, Buffer>();
+  #answersOf: Json | undefined;
+
+  /**
+   * The cached answer of a read of `apikeys` at `path`, if still good: the document is the one it
+   * was made from and no pair's last use moved to another second or address since. Reads of
+   * `apikeys` stay a map lookup and a few comparisons (the whole-document read of the benchmark).
+   */
+  cachedAnswer(committed: Json, path: string): Buffer | undefined {
+    if (committed !== this.#answersOf || !this.uses.unchanged()) {
+      this.#answers.clear();
+      this.#answersOf = committed;
+      return undefined;
+    }
+    return this.#answers.get(path);
+  }
+
+  /** Keeps an answer made from live(committed) for cachedAnswer (bounded, like the endpoints' caches). */
+  cacheAnswer(path: string, body: Buffer): void {
+    if (this.#answers.size >= 128) this.#answers.clear();
+    this.#answers.set(path, body);
+  }
+
   /**
    * One look at the clock: deadlines, expiries, and the use records when their interval is up. The
    * clock is read only when one of them may be due (nothing to do costs a loop over the pairs).

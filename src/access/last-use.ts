@@ -16,6 +16,10 @@ export const DEFAULT_LAST_USE_INTERVAL_S = 600;
 /** The use records, by pair name. */
 export class LastUse {
   readonly #records = new Map<string, UseRecord>();
+  /** The same records in a list, and what each said (whole seconds, address) when `unchanged` last saw them. */
+  readonly #list: UseRecord[] = [];
+  #seenSeconds: number[] = [];
+  #seenFrom: string[] = [];
 
   /** The record of a pair, made from its stored members the first time. */
   recordOf(name: string, pair: Record<string, unknown>): UseRecord {
@@ -25,8 +29,26 @@ export class LastUse {
       const from = pair["lastUsedFrom"];
       record = { ms: typeof seconds === "number" ? seconds * 1000 : 0, from: typeof from === "string" ? from : "" };
       this.#records.set(name, record);
+      this.#list.push(record);
     }
     return record;
+  }
+
+  /**
+   * Whether no record changed its whole second or its address since the last call that said false:
+   * answers built from merged() stay good until then. A few comparisons, no allocation.
+   */
+  unchanged(): boolean {
+    const list = this.#list;
+    let same = list.length === this.#seenSeconds.length;
+    for (let i = 0; same && i < list.length; i++) {
+      const r = list[i] as UseRecord;
+      same = Math.floor(r.ms / 1000) === this.#seenSeconds[i] && r.from === this.#seenFrom[i];
+    }
+    if (same) return true;
+    this.#seenSeconds = list.map((r) => Math.floor(r.ms / 1000));
+    this.#seenFrom = list.map((r) => r.from);
+    return false;
   }
 
   /** Calls `visit` with each record. */

@@ -227,7 +227,7 @@ export class Pipeline {
   }
 
   private read(req: http.IncomingMessage, res: http.ServerResponse, endpoint: Endpoint, path: string, subPath: string): void {
-    if (endpoint.name === APIKEYS_ENDPOINT) return this.readKeys(req, res, endpoint, subPath);
+    if (endpoint.name === APIKEYS_ENDPOINT) return this.readKeys(req, res, endpoint, path, subPath);
     let body = endpoint.answers.get(path);
     if (body === undefined) {
       const segments = decodeSegments(subPath);
@@ -241,13 +241,23 @@ export class Pipeline {
     this.answer(req, res, 200, body);
   }
 
-  /** `apikeys` is read with each pair's last use as it stands in memory (docs/api.md §8), never from the answer cache. */
-  private readKeys(req: http.IncomingMessage, res: http.ServerResponse, endpoint: Endpoint, subPath: string): void {
-    const segments = decodeSegments(subPath);
-    if (segments === null) throw new ApiError(ERRORS.BAD_REQUEST, MALFORMED_PATH);
-    const selection = select(this.ctx.device.keyLife.live(endpoint.docs.committed), segments);
-    if (selection === undefined) throw new ApiError(ERRORS.PATH_NOT_FOUND, NO_SUCH_PATH);
-    this.answer(req, res, 200, okEnvelope(JSON.stringify(selection.value)));
+  /**
+   * `apikeys` is read with each pair's last use as it stands in memory (docs/api.md §8); its answers
+   * are cached until the document or a pair's last use (to the second) changes.
+   */
+  private readKeys(req: http.IncomingMessage, res: http.ServerResponse, endpoint: Endpoint, path: string, subPath: string): void {
+    const life = this.ctx.device.keyLife;
+    const committed = endpoint.docs.committed;
+    let body = life.cachedAnswer(committed, path);
+    if (body === undefined) {
+      const segments = decodeSegments(subPath);
+      if (segments === null) throw new ApiError(ERRORS.BAD_REQUEST, MALFORMED_PATH);
+      const selection = select(life.live(committed), segments);
+      if (selection === undefined) throw new ApiError(ERRORS.PATH_NOT_FOUND, NO_SUCH_PATH);
+      body = okEnvelope(JSON.stringify(selection.value));
+      life.cacheAnswer(path, body);
+    }
+    this.answer(req, res, 200, body);
   }
 
   private async write(req: http.IncomingMessage, res: http.ServerResponse, endpoint: Endpoint, subPath: string): Promise<void> {
