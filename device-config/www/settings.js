@@ -123,31 +123,96 @@ function renderPairs() {
         }
         setPair(i, "", "");
       });
-      return h("tr", { dataset: { pair: pair.name } }, h("td", {}, String(pair.name)), h("td", {}, keyState(pair.rd)), h("td", {}, keyState(pair.wr)), h("td", { className: "actions" }, rotate, open));
+      const life = h("button", { type: "button", className: "secondary life", dataset: { pair: pair.name } }, "Life");
+      life.addEventListener("click", () => showLife(i));
+      return h("tr", { dataset: { pair: pair.name } }, h("td", {}, String(pair.name), h("div", { className: "note" }, lifeSummary(pair))), h("td", {}, keyState(pair.rd)), h("td", {}, keyState(pair.wr)), h("td", { className: "actions" }, rotate, open, life));
     }),
   );
 }
 
-async function rotatePair(i) {
-  await setPair(i, generateKey(), generateKey());
+/** When a Unix time in seconds is, in the browser's words ("never" for 0). */
+function when(seconds) {
+  return typeof seconds === "number" && seconds > 0 ? new Date(seconds * 1000).toLocaleString() : "never";
 }
 
-/** PUTs a pair's two keys with the apikeys pair's keys; on success the page uses the new keys from now on. */
-async function setPair(i, rd, wr) {
+/** One line on a pair's life under its name: label, state, expiry, last use (docs/api.md §8). */
+function lifeSummary(pair) {
+  const parts = [];
+  if (pair.label) parts.push(String(pair.label));
+  if (pair.enabled === false) parts.push("switched off");
+  if (pair.expires) parts.push(`expires ${pair.expires} UTC`);
+  if (pair.origins) parts.push(`only from ${pair.origins}`);
+  parts.push(`last used ${when(pair.lastUsed)}${pair.lastUsedFrom ? ` from ${pair.lastUsedFrom}` : ""}`);
+  if (pair.confirmUntil > 0) parts.push(`new keys revert at ${when(pair.confirmUntil)} unless confirmed`);
+  if (pair.graceUntil > 0) parts.push(`old keys work until ${when(pair.graceUntil)}`);
+  return parts.join(" · ");
+}
+
+const lifeBox = h("div", { id: "life" });
+document.getElementById("pairs-status").after(lifeBox);
+
+/**
+ * The life of one pair (docs/api.md §8): label, switch-off, expiry, origins, written with the apikeys
+ * pair's keys; the device refuses (error 8, in words) what would lock the apikeys pair away.
+ */
+function showLife(i) {
   const pair = pairs[i];
-  const result = await api("PUT", `/api/v1/apikeys/keys/${i}`, keysOf("apikeys"), { rd, wr });
+  const fields = [
+    ["label", "Label (what the pair is for)", "text"],
+    ["enabled", "Enabled", "checkbox"],
+    ["expires", "Expires (YYYY-MM-DD HH:MM:SS, UTC; empty: never)", "text"],
+    ["origins", "Allowed client addresses (comma-separated addresses and ranges; empty: any)", "text"],
+  ];
+  const form = objectForm(`life-${i}`, `Life of the ${pair.name} pair`, "apikeys", ["keys", String(i)], { keys: pairs }, fields,
+    `Changed ${when(pair.changed)}; last used ${when(pair.lastUsed)}.`);
+  lifeBox.replaceChildren(form);
+  form.querySelector("input")?.focus();
+}
+
+const confirmInput = document.getElementById("confirm-seconds");
+
+async function rotatePair(i) {
+  await setPair(i, generateKey(), generateKey(), confirmInput && confirmInput.value !== "" ? confirmInput.value : undefined);
+}
+
+/**
+ * PUTs a pair's two keys with the apikeys pair's keys; on success the page uses the new keys from now
+ * on. With `confirm` seconds, the device goes back to the old keys then unless the new ones are used
+ * on the pair's endpoint first: the Confirm button does that (docs/api.md §8).
+ */
+async function setPair(i, rd, wr, confirm) {
+  const pair = pairs[i];
+  const body = confirm === undefined ? { rd, wr } : { rd, wr, confirm };
+  const result = await api("PUT", `/api/v1/apikeys/keys/${i}`, keysOf("apikeys"), body);
   say(pairsStatus, result.ok ? { ok: true, text: `Pair ${pair.name}: ${rd === "" ? "now open to anyone." : "new keys set."}` } : result);
   if (!result.ok) return;
+  Object.assign(pair, result.data);
   pair.rd = rd;
   pair.wr = wr;
   renderPairs();
   if (rd === "" && wr === "") return;
+  const confirmButton = confirm === undefined ? null : h("button", { type: "button", className: "confirm-keys" }, "Confirm the new keys now");
+  confirmButton?.addEventListener("click", async () => {
+    // A request presenting both new keys on the pair's own endpoint confirms them (§8): a PUT with
+    // no body passes the key checks and is then refused for its empty body, changing nothing. The
+    // device's own record of the pair then says whether the change is still pending.
+    await api("PUT", `/api/v1/${encodeURIComponent(pair.name)}`, { rd, wr });
+    const pending = await api("GET", `/api/v1/apikeys/keys/${i}/confirmUntil`, keysOf("apikeys"));
+    if (pending.ok && pending.data === 0) {
+      pair.confirmUntil = 0;
+      renderPairs();
+    }
+    if (!pending.ok) say(pairsStatus, pending);
+    else say(pairsStatus, pending.data === 0 ? { ok: true, text: `Pair ${pair.name}: the new keys are confirmed.` } : { ok: false, text: `Pair ${pair.name}: not confirmed yet; the device goes back to the old keys at ${when(pending.data)}.` });
+  });
   // Shown once: the table says "set", never the key; this box goes when the page is left.
   newKeys.replaceChildren(
     h("div", { className: "shown-once", role: "alert" },
       h("strong", {}, `New keys of the ${pair.name} pair: copy them now, this page shows them once.`),
       h("div", {}, "Read key (ApiRdKey)"), h("code", { className: "new-rd" }, rd),
-      h("div", {}, "Write key (ApiWrKey)"), h("code", { className: "new-wr" }, wr)),
+      h("div", {}, "Write key (ApiWrKey)"), h("code", { className: "new-wr" }, wr),
+      confirm === undefined ? null : h("p", {}, `Unless confirmed within ${confirm} s, the device goes back to the old keys.`),
+      confirmButton),
   );
 }
 
