@@ -5,7 +5,7 @@
 
 import type * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { auditKeyringChanges } from "./access/audit.ts";
+import { auditKeyringChanges, warnOpenEndpoints } from "./access/audit.ts";
 import { runCommand } from "./cli/commands/run.ts";
 import { processIo } from "./cli/commands/shared.ts";
 import { ReloadError, StartupError, type Device } from "./state/device.ts";
@@ -16,6 +16,8 @@ import { helpText, parseOptions, type Options } from "./cli/options.ts";
 import { createServer, stopServer } from "./http/server.ts";
 import { lockStateFolder, LockedError, type StateLock } from "./state/state-lock.ts";
 import { readTlsFiles, TlsFileError, tlsModule, type TlsFiles } from "./http/tls.ts";
+import { mdnsWanted, startDiscovery, type Discovery } from "./discovery/service.ts";
+import { IoBridge } from "./io/io-bridge.ts";
 
 declare const APIKEYD_VERSION: string | undefined;
 /** Set by the build from package.json. */
@@ -58,14 +60,15 @@ async function serve(options: Options, log: Logger): Promise<void> {
   }
   for (const warning of tlsFiles?.warnings ?? []) log.log("warn", warning);
   const report = device.provisioningReport();
-  if (report.open.length > 0) {
-    log.log("warn", "endpoints open to anyone (an empty key); acceptable only before provisioning", { endpoints: report.open.join(",") });
-  }
+  warnOpenEndpoints(log, report.open);
   if (report.factoryKeys.length > 0) {
     log.log("warn", "endpoints still use factory keys; provision the device before it goes into the field", { endpoints: report.factoryKeys.join(",") });
   }
 
-  const server = createServer(device, { log, throttle: options.throttle, allowedHosts: options.allowedHosts, tls: tlsFiles });
+  // docs/io-driver.md: the driver is started before the server listens.
+  const io = options.ioDriver === undefined ? undefined : new IoBridge(device, { argv: options.ioDriver, timeoutMs: options.ioTimeoutMs, log });
+  io?.start();
+  const server = createServer(device, { log, throttle: options.throttle, allowedHosts: options.allowedHosts, tls: tlsFiles, wwwDir: options.wwwDir, outputs: io, lastUseIntervalMs: options.lastUseIntervalMs });
   server.on("error", (error: NodeJS.ErrnoException) => {
     log.log("error", "cannot listen", { code: error.code, host: options.host, port: options.port });
     lock.release();
@@ -73,12 +76,16 @@ async function serve(options: Options, log: Logger): Promise<void> {
   });
 
   let stopping = false;
+  let discovery: Promise<Discovery | undefined> | undefined;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
     log.log("info", "stopping", { signal });
+    // The mDNS goodbye first: clients drop the device from their caches while it finishes.
+    await (await discovery)?.stop();
     await stopServer(server);
-    await device.idle();
+    await io?.stop();
+    await device.close(); // the pairs' last use written, every change on disk
     lock.release();
     log.log("info", "stopped");
     process.exit(0);
@@ -96,6 +103,9 @@ async function serve(options: Options, log: Logger): Promise<void> {
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
     const scheme = tlsFiles === undefined ? "http" : "https";
     log.log("info", "listening", { url: `${scheme}://${host}:${address.port}`, version: VERSION, state: options.stateDir });
+    if (mdnsWanted(options.mdns, address.address) && !stopping) {
+      discovery = startDiscovery(device, { listenAddress: address.address, port: address.port, secure: tlsFiles !== undefined, interfaces: options.mdnsInterfaces, log });
+    }
   });
 }
 

@@ -16,10 +16,12 @@ const READ_KEYS: Record<string, string | undefined> = {
   data: "rdKey7",
 };
 
-// Reads change nothing, so one server serves the whole file.
+// Reads change nothing (but the pairs' last use, in memory), so one server serves the whole file.
+// Its clock stands still, so that a pair's lastUsed is known.
+const NOW_S = 1_750_000_000;
 let ts: TestServer;
 beforeAll(async () => {
-  ts = await startServer();
+  ts = await startServer({ server: { clock: () => NOW_S * 1000 } });
 });
 afterAll(async () => {
   await cleanup();
@@ -30,8 +32,14 @@ const get = (path: string, rd?: string) => call(ts, "GET", path, rd === undefine
 
 describe("whole documents", () => {
   it.each(Object.keys(READ_KEYS))("GET /api/v1/%s answers the factory document", async (endpoint) => {
-    const factory: unknown = JSON.parse(await readFile(join(CONFIG_DIR, `${endpoint}.json`), "utf8"));
+    const factory = JSON.parse(await readFile(join(CONFIG_DIR, `${endpoint}.json`), "utf8")) as { keys?: Array<Record<string, unknown>> };
     const a = await get(`/api/v1/${endpoint}`, READ_KEYS[endpoint]);
+    // The pairs' last use is live (docs/api.md §8): the apikeys pair let this very read in; other
+    // pairs show the reads of the other tests, or 0.
+    if (endpoint === "apikeys") (a.json?.data as { keys: Array<Record<string, unknown>> }).keys.forEach((pair, i) => {
+      if (i === 1 || pair["lastUsed"] !== 0) expect([pair["lastUsed"], pair["lastUsedFrom"]]).toEqual([NOW_S, "127.0.0.1"]);
+      Object.assign(factory.keys?.[i] ?? {}, { lastUsed: pair["lastUsed"], lastUsedFrom: pair["lastUsedFrom"] });
+    });
     expect(a.status).toBe(200);
     expect(a.text).toBe(ok(factory));
     expect(a.headers["content-type"]).toBe("application/json");

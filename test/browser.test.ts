@@ -31,9 +31,12 @@ describe("CORS: never a header, so every cross-origin read and preflight fails i
       expect(a.headers["allow"]).toBe(allow);
       expect(corsHeaders(a)).toEqual([]);
     }
-    const unknown = await call(ts, "OPTIONS", "/", { headers: preflight });
+    const unknown = await call(ts, "OPTIONS", "/api/v2/properties", { headers: preflight });
     expectFailure(unknown, 2);
     expect(corsHeaders(unknown)).toEqual([]);
+    // The homepage: 405 too, and no CORS header either.
+    const page = await call(ts, "OPTIONS", "/", { headers: preflight });
+    expect({ status: page.status, allow: page.headers["allow"], cors: corsHeaders(page) }).toEqual({ status: 405, allow: "GET, HEAD", cors: [] });
   });
 
   it("answers to requests with an Origin carry no CORS header, whether served or refused", async () => {

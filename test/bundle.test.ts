@@ -7,14 +7,14 @@
  * cannot be had fails them) or when the cache is there; otherwise they are skipped.
  */
 
-import { spawn, spawnSync, execFileSync } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { builtinModules } from "node:module";
 import { join } from "node:path";
 import { Agent } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { call, cleanup, closeAgents, CONFIG_DIR, ensureBuilt, lacks, ok, ROOT_DIR, tempDir } from "./helpers.ts";
+import { call, cleanup, closeAgents, CONFIG_DIR, ensureBuilt, lacks, ok, ROOT_DIR, tempDir, HAS_OPENSSL, throwawayCertificate } from "./helpers.ts";
 
 const BUNDLES = ["apikeyd.js", "provision.js"] as const;
 const SERVER = join(ROOT_DIR, "dist", "apikeyd.js");
@@ -25,7 +25,6 @@ const CACHED = join(ROOT_DIR, ".cache", "node18", "bin", "node");
 const GIVEN = process.env["APIKEYD_NODE18"] ?? "";
 const CI = !["", "0", "false"].includes(process.env["CI"] ?? "");
 const WANTED = GIVEN !== "" || CI || existsSync(CACHED);
-const hasOpenssl = spawnSync("openssl", ["version"]).status === 0;
 
 /** The Node 18 to run the bundles under: the one given, else the script's (which fetches it when not cached). */
 function node18(): string {
@@ -156,14 +155,8 @@ describe.skipIf(!WANTED)("under Node 18", () => {
   });
 
   // Node 18 with Debian's OpenSSL 3.0: the TLS that the field runs.
-  it.skipIf(lacks(hasOpenssl))("the server serves HTTPS", async () => {
-    const dir = await tempDir("apikeyd-tls-");
-    const certFile = join(dir, "cert.pem");
-    const keyFile = join(dir, "key.pem");
-    execFileSync("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-      "-subj", "/CN=apikeyd test", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", keyFile, "-out", certFile,
-    ], { stdio: "ignore" });
+  it.skipIf(lacks(HAS_OPENSSL))("the server serves HTTPS", async () => {
+    const { certFile, keyFile } = await throwawayCertificate();
     const server = await serve18(await tempDir(), ["--tls-cert", certFile, "--tls-key", keyFile]);
     const dispatcher = new Agent({ connect: { ca: await readFile(certFile, "utf8") } });
     try {

@@ -6,9 +6,8 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { chmod, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { loadDevice } from "../src/state/load-device.ts";
 import { BUNDLE, killServers, runCli, startCli } from "./cli-harness.ts";
-import { call, cleanup, closeAgents, CONFIG_DIR, copyConfig, ensureBuilt, failure, lacks, ok, ROOT_DIR, startServer, tempDir } from "./helpers.ts";
+import { call, cleanup, closeAgents, CONFIG_DIR, copyConfig, ensureBuilt, failure, lacks, ok, ROOT_DIR, startServer, tempDir, seededState, withoutDetail } from "./helpers.ts";
 
 beforeAll(ensureBuilt);
 afterEach(async () => {
@@ -17,12 +16,6 @@ afterEach(async () => {
 });
 afterAll(closeAgents);
 
-/** A state folder seeded by a first start on the factory config. */
-async function seededState(): Promise<string> {
-  const stateDir = await tempDir("apikeyd-state-");
-  await loadDevice({ configDir: CONFIG_DIR, stateDir });
-  return stateDir;
-}
 
 /** Every file of a folder (and its subfolders) with its content, to show that a command wrote nothing. */
 async function snapshot(dir: string, out: Record<string, string> = {}, prefix = ""): Promise<Record<string, string>> {
@@ -43,6 +36,9 @@ const FACTORY_TABLE = [
   "httpsu      rdKey5  wrKey5",
   "process     rdKey6  wrKey6",
   "data        rdKey7  wrKey7",
+  "",
+  "pair        enabled  expires  origins  last used  from  grace until  confirm until  keys changed  label",
+  ...["properties", "apikeys", "httpro", "httprw", "httpsu", "process", "data"].map((p) => `${p.padEnd(10)}  yes      never    any      -          -     -            -              -             `),
   "",
 ].join("\n");
 
@@ -107,7 +103,7 @@ describe("keys set", () => {
 
     const ts = await startServer({ stateDir });
     expect((await call(ts, "GET", "/api/v1/properties/name", { rd: "new-Rd_1" })).text).toBe(ok("eNetMini1"));
-    expect((await call(ts, "GET", "/api/v1/properties/name", { rd: "rdKey1" })).text).toBe(failure(3, "JSON_ERROR_READ_DENIED"));
+    expect(withoutDetail((await call(ts, "GET", "/api/v1/properties/name", { rd: "rdKey1" })).text)).toBe(failure(3, "JSON_ERROR_READ_DENIED"));
     const put = await call(ts, "PUT", "/api/v1/properties/name", { rd: "new-Rd_1", wr: "new-Wr_1", body: "name=field" });
     expect(put.text).toBe(ok("field"));
   });
@@ -140,11 +136,77 @@ describe("keys set", () => {
     expect(unknown.stderr).toBe("apikeyd: no key pair by that name; the pairs are: properties, apikeys, httpro, httprw, httpsu, process, data\n");
     const bare = await runCli(["keys", "set", "process", "--state-dir", stateDir]);
     expect(bare.code).toBe(2);
-    expect(bare.stderr).toBe("apikeyd: keys set <pair> [--rd=KEY] [--wr=KEY]: needs --rd=KEY, --wr=KEY or both\nTry --help.\n");
+    expect(bare.stderr).toBe("apikeyd: keys set <pair> [--rd=KEY] [--wr=KEY]: needs --rd=KEY, --wr=KEY or both, or --label, --enabled, --expires, --origins\nTry --help.\n");
+  });
+});
+
+describe("keys set: the life of a pair (docs/api.md §8)", () => {
+  it("sets label, enabled, expires and origins offline, the apikeys pair's too, with audit lines; keys show prints them", async () => {
+    const stateDir = await seededState();
+    const r = await runCli(["keys", "set", "apikeys", "--label=master key", "--enabled=false", "--expires=2031-01-02 03:04:05", "--origins=10.0.0.0/8, ::1", "--state-dir", stateDir]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`apikeys: label, enabled, expires and origins changed in ${stateDir}/apikeys.json\n`);
+    expect(r.stderr).toContain("event=pair-disabled source=keys-set pair=apikeys");
+    expect(r.stderr).toContain("warning: the apikeys pair is switched off or expires");
+    const pair = (JSON.parse(await readFile(join(stateDir, "apikeys.json"), "utf8")) as { keys: Array<Record<string, unknown>> }).keys[1];
+    expect(pair).toMatchObject({ label: "master key", enabled: false, expires: "2031-01-02 03:04:05", origins: "10.0.0.0/8, ::1" });
+    const show = await runCli(["keys", "show", "--state-dir", stateDir]);
+    expect(show.stdout).toContain("apikeys     NO       2031-01-02 03:04:05  10.0.0.0/8,::1  -          -     -            -              -             master key\n");
+    const ts = await startServer({ stateDir });
+    expect((await call(ts, "GET", "/api/v1/apikeys", { rd: "rdKey2" })).json?.meta.error).toBe(16);
+  });
+
+  it("refuses values that break the API's rules, without repeating them, and changes nothing", async () => {
+    const stateDir = await seededState();
+    const before = await snapshot(stateDir);
+    for (const [flag, message] of [
+      ["--expires=2031-02-30 00:00:00", 'a real date and time in UTC, "YYYY-MM-DD HH:MM:SS", or "" for never'],
+      ["--origins=10.0.0.0/40", 'a comma-separated list of IPv4/IPv6 addresses and CIDR ranges, or "" for any'],
+      ["--enabled=maybe", "true, false, 1 or 0"],
+      [`--label=${"x".repeat(65)}`, "0 to 64 characters, no control characters"],
+    ] as const) {
+      const r = await runCli(["keys", "set", "data", flag, "--state-dir", stateDir]);
+      expect([flag, r.code, r.stderr]).toEqual([flag, 1, `apikeyd: ${flag.split("=")[0]}: ${message}\n`]);
+    }
+    expect(await snapshot(stateDir)).toEqual(before);
+    expect((await runCli(["keys", "show", "--label=x", "--state-dir", stateDir])).stderr).toContain("keys show: takes no --label");
+  });
+
+  it("a change of keys offline stamps `changed` and ends the pair's grace (its previous keys forgotten)", async () => {
+    const ts = await startServer();
+    expect((await call(ts, "PUT", "/api/v1/apikeys/keys/6", { rd: "rdKey2", wr: "wrKey2", body: "rd=Grace-New-Key-1&grace=3600" })).status).toBe(200);
+    await ts.stop();
+    expect(await readFile(join(ts.stateDir, "previous.keys"), "utf8")).toContain("rdKey7");
+    const r = await runCli(["keys", "set", "data", "--rd=Offline-Key-22", "--state-dir", ts.stateDir]);
+    expect(r.code).toBe(0);
+    await expect(stat(join(ts.stateDir, "previous.keys"))).rejects.toThrow();
+    const pair = (JSON.parse(await readFile(join(ts.stateDir, "apikeys.json"), "utf8")) as { keys: Array<Record<string, unknown>> }).keys[6];
+    expect(pair).toMatchObject({ rd: "Offline-Key-22", graceUntil: 0, confirmUntil: 0 });
+    expect(Math.abs((pair?.["changed"] as number) - Date.now() / 1000)).toBeLessThan(60);
   });
 });
 
 describe("usage refusals", () => {
+  it("name a mistyped option or command and the one meant, never a value", async () => {
+    const cases: Array<[string[], string]> = [
+      [["--prot=9000"], "unknown option --prot (did you mean --port?)"],
+      [["--state-dri", "/tmp/x"], "unknown option --state-dri (did you mean --state-dir?)"],
+      [["--log-fromat=json"], "unknown option --log-fromat (did you mean --log-format?)"],
+      [["--verbose"], "unknown option --verbose"],
+      [["chek"], "unknown command (did you mean check?); the commands are: keys show, keys set, keys generate, keys fingerprint, reset, check"],
+      [["keys", "shwo"], "unknown command (did you mean keys show?); the commands are: keys show, keys set, keys generate, keys fingerprint, reset, check"],
+    ];
+    for (const [args, message] of cases) {
+      const r = await runCli(args);
+      expect([args, r.code, r.stderr]).toEqual([args, 2, `apikeyd: ${message}\nTry --help.\n`]);
+      expect(r.stderr).not.toContain("9000");
+    }
+    const { runTool } = await import("./provision-harness.ts");
+    const tool = await runTool(["--inventry", "devices.json"], await tempDir());
+    expect(tool.code).toBe(2);
+    expect(tool.stderr.split("\n")[0]).toBe("provision: unknown option --inventry (did you mean --inventory?)");
+  });
+
   it("never repeat what was typed (a key given without --rd= or --wr=), say what is expected, and change nothing", async () => {
     const stateDir = await seededState();
     const before = await snapshot(stateDir);

@@ -7,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CATALOGUE } from "../src/http/errors.ts";
 import { NODE_FS, type StoreFs } from "../src/state/store.ts";
 import { DEFAULT_THROTTLE } from "../src/access/throttle.ts";
-import { call, cleanup, closeAgents, failure, ok, startServer, type Answer, type TestServer } from "./helpers.ts";
+import { SILENT } from "../src/common/log.ts";
+import { IoBridge } from "../src/io/io-bridge.ts";
+import { call, cleanup, closeAgents, deferCleanup, failure, ok, withoutDetail, startServer, waitFor, type Answer, type TestServer } from "./helpers.ts";
 
 // Most rows are refusals that change nothing: they share one server whose throttle never trips,
 // and the rows that need their own server keep it until the end of the file.
@@ -38,6 +40,9 @@ const DOCUMENTED_TABLE: ReadonlyArray<readonly [number, string, number]> = [
   [13, "JSON_ERROR_STORAGE", 503],
   [14, "JSON_ERROR_INTERNAL", 500],
   [15, "JSON_ERROR_HEADERS_TOO_LARGE", 431],
+  [16, "JSON_ERROR_KEY_INACTIVE", 401],
+  [17, "JSON_ERROR_ORIGIN_DENIED", 403],
+  [18, "JSON_ERROR_IO", 502],
 ];
 
 const RD1 = { rd: "rdKey1" };
@@ -52,8 +57,8 @@ function keysFor(path: string): { rd: string; wr: string } {
 
 /** Asserts a whole failure answer: status, exact envelope, Content-Type and Content-Length. */
 function expectError(a: Pick<Answer, "status" | "headers" | "text">, code: number): void {
-  const row = DOCUMENTED_TABLE[code] as readonly [number, string, number];
-  expect({ status: a.status, text: a.text }).toEqual({ status: row[2], text: failure(code, row[1]) });
+  const row = DOCUMENTED_TABLE.find((r) => r[0] === code) as readonly [number, string, number];
+  expect({ status: a.status, text: withoutDetail(a.text) }).toEqual({ status: row[2], text: failure(code, row[1]) });
   expect(a.headers["content-type"]).toBe("application/json");
   expect(a.headers["content-length"]).toBe(String(Buffer.byteLength(a.text)));
 }
@@ -149,7 +154,8 @@ describe("error 1: the endpoint exists, the sub-path does not", () => {
 });
 
 describe("error 2: no such endpoint, or a path outside /api/v1/", () => {
-  it.each(["/", "/index.html", "/api/v1", "/api/v1/", "/api/v2/properties", "/API/V1/properties", "/api/v1/nope", "/api/v1/nope/name", "/api/v1/%ZZ"])(
+  // Paths outside /api/ are the homepage's (test/homepage-files.test.ts).
+  it.each(["/api/", "/api/v1", "/api/v2/properties", "/api/v1/nope", "/api/v1/nope/name", "/api/v1/%ZZ"])(
     "GET %s",
     async (path) => {
       const ts = shared;
@@ -493,7 +499,61 @@ describe("error 15: request line and headers over the limit", () => {
   });
 });
 
-describe("precedence (docs/api.md §5: 2, 5, 12, 3, 4, 10/11/9, 1, 7/6/8)", () => {
+describe("errors 16 and 17: the keys are right, the pair's life says no (docs/api.md §8)", () => {
+  it("16: a pair switched off, or expired; 17: a client outside its origins", async () => {
+    const ts = await startServer();
+    const master = { rd: "rdKey2", wr: "wrKey2" };
+    expect((await call(ts, "PUT", "/api/v1/apikeys/keys/0", { ...master, body: "enabled=false" })).status).toBe(200);
+    expectError(await call(ts, "GET", "/api/v1/properties/name", RD1), 16);
+    expect((await call(ts, "PUT", "/api/v1/apikeys/keys/0", { ...master, body: "enabled=true&expires=2001-01-01+00%3A00%3A00" })).status).toBe(200);
+    expectError(await call(ts, "PUT", "/api/v1/properties/name", { ...RW1, body: "name=x" }), 16);
+    expect((await call(ts, "PUT", "/api/v1/apikeys/keys/0", { ...master, body: "expires=&origins=127.0.0.31" })).status).toBe(200);
+    expectError(await call(ts, "GET", "/api/v1/properties/name", { ...RD1, localAddress: "127.0.0.32" }), 17);
+    expect((await call(ts, "GET", "/api/v1/properties/name", { ...RD1, localAddress: "127.0.0.31" })).text).toBe(ok("eNetMini1"));
+  });
+});
+
+describe("error 18: an output the I/O driver did not apply", () => {
+  /** A server with an I/O driver: `node test/io-drivers/scripted.mjs ...args`, or a program that cannot start. */
+  async function withDriver(argv: readonly string[]): Promise<{ ts: TestServer; io: IoBridge }> {
+    let io: IoBridge | undefined;
+    const ts = await startServer({
+      withDevice: (device) => {
+        io = new IoBridge(device, { argv, timeoutMs: 500, log: SILENT, backoff: { initialMs: 50, maxMs: 50, resetAfterMs: 60_000 } });
+        io.start();
+        return { outputs: io };
+      },
+    });
+    const bridge = io as unknown as IoBridge;
+    deferCleanup(() => bridge.stop());
+    return { ts, io: bridge };
+  }
+  const DATA = { rd: "rdKey7", wr: "wrKey7" };
+
+  it("no driver runs: 502, and nothing changed", async () => {
+    const { ts } = await withDriver(["/nonexistent/io-driver"]);
+    expectError(await call(ts, "PUT", "/api/v1/data/entries/2/pin", { ...DATA, body: "pin=false" }), 18);
+    expect((await call(ts, "GET", "/api/v1/data/entries/2/pin", DATA)).text).toBe(ok(true));
+  });
+
+  it("the driver refuses: 502", async () => {
+    const { ts, io } = await withDriver([process.execPath, join(__dirname, "io-drivers", "scripted.mjs"), "--refuse-value", "5"]);
+    await waitFor("the driver", () => (io.driverReady ? true : undefined));
+    expectError(await call(ts, "PUT", "/api/v1/data/entries/1", { ...DATA, body: "pin=5" }), 18);
+    expect((await call(ts, "PUT", "/api/v1/data/entries/1", { ...DATA, body: "pin=6" })).status).toBe(200);
+  });
+
+  it("comes after the member errors (7, 6, 8), and only for outputs' values", async () => {
+    const { ts } = await withDriver(["/nonexistent/io-driver"]);
+    expectError(await call(ts, "PUT", "/api/v1/data/entries/2", { ...DATA, body: "pin=false&nope=1" }), 7);
+    expectError(await call(ts, "PUT", "/api/v1/data/entries/2", { ...DATA, body: "pin=false&error=1" }), 6);
+    expectError(await call(ts, "PUT", "/api/v1/data/entries/2/pin", { ...DATA, body: "pin=2" }), 8);
+    expectError(await call(ts, "PUT", "/api/v1/data/entries/9/pin", { ...DATA, body: "pin=true" }), 1);
+    expect((await call(ts, "PUT", "/api/v1/properties/name", { ...RW1, body: "name=x" })).status).toBe(200);
+  });
+});
+
+describe("precedence (docs/api.md §5: 2, 5, 12, 3, 4, 16, 17, 10/11/9, 1, 7/6/8, 18)", () => {
   let ts: TestServer;
   const put = (path: string, options: Parameters<typeof call>[3]): Promise<Answer> => call(ts, "PUT", path, options);
 
@@ -523,6 +583,19 @@ describe("precedence (docs/api.md §5: 2, 5, 12, 3, 4, 10/11/9, 1, 7/6/8)", () =
     expectError(await put("/api/v1/properties", { ...RD1, body: "a".repeat(5000) }), 4);
     expectError(await put("/api/v1/properties", { ...RD1, body: "name=x", contentType: "text/plain" }), 4);
     expectError(await put("/api/v1/properties", { ...RD1, body: "=" }), 4);
+  });
+
+  it("write key (4) before inactive (16) before origin (17) before body size, type and syntax (10, 11, 9) and path (1)", async () => {
+    ts = await startServer();
+    const master = { rd: "rdKey2", wr: "wrKey2" };
+    expect((await put("/api/v1/apikeys/keys/0", { ...master, body: "enabled=false&origins=127.0.0.33" })).status).toBe(200);
+    const outside = { localAddress: "127.0.0.34" };
+    expectError(await put("/api/v1/properties/nope", { ...outside, rd: "wrong", body: "x" }), 3);
+    expectError(await put("/api/v1/properties/nope", { ...outside, ...RD1, wr: "wrong", body: "x" }), 4);
+    expectError(await put("/api/v1/properties/nope", { ...outside, ...RW1, body: "a".repeat(5000) }), 16);
+    expect((await put("/api/v1/apikeys/keys/0", { ...master, body: "enabled=true" })).status).toBe(200);
+    expectError(await put("/api/v1/properties/nope", { ...outside, ...RW1, body: "a".repeat(5000), contentType: "text/plain" }), 17);
+    expectError(await put("/api/v1/properties/nope", { localAddress: "127.0.0.33", ...RW1, body: "a".repeat(5000) }), 10);
   });
 
   it("body size (10) before type (11) before syntax (9) before path (1)", async () => {

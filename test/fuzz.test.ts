@@ -11,7 +11,7 @@ import { connect } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { CATALOGUE } from "../src/http/errors.ts";
 import { DEFAULT_THROTTLE } from "../src/access/throttle.ts";
-import { call, cleanup, closeAgents, deriveSeed, failure, ok, seededRandom, startServer } from "./helpers.ts";
+import { call, cleanup, closeAgents, deriveSeed, failure, ok, seededRandom, startServer, withoutDetail, withoutLastUse } from "./helpers.ts";
 
 afterAll(async () => {
   await closeAgents();
@@ -135,6 +135,13 @@ function checkAnswers(received: Buffer): { problems: string[]; codes: number[] }
       continue;
     }
     const length = Number(headers.get("content-length"));
+    // A path outside /api/ is the homepage's: one of its own small HTML pages (no web root here).
+    if (Number.isInteger(length) && headers.get("content-type") === "text/html; charset=utf-8") {
+      const page = rest.subarray(end + 4, end + 4 + length).toString();
+      rest = rest.subarray(end + 4 + length);
+      if (![400, 401, 404, 405, 429].includes(status) || !page.startsWith("<!doctype html>") || !page.includes(`<h1>${status} `)) problems.push(`not a page of ours: ${status} ${JSON.stringify(page)}`);
+      continue;
+    }
     if (!Number.isInteger(length) || headers.get("content-type") !== "application/json") {
       problems.push(`not our envelope: ${JSON.stringify(rest.subarray(0, end).toString("latin1"))}`);
       break;
@@ -151,7 +158,7 @@ function checkAnswers(received: Buffer): { problems: string[]; codes: number[] }
     const entry = BY_CODE.get(meta.error);
     codes.push(meta.error);
     if (entry === undefined || entry.message !== meta.message || entry.status !== status) problems.push(`${status} ${text}`);
-    else if (entry.code !== 0 && text !== failure(entry.code, entry.message)) problems.push(`an error envelope with data: ${text}`);
+    else if (entry.code !== 0 && withoutDetail(text) !== failure(entry.code, entry.message)) problems.push(`an error envelope with data: ${text}`);
   }
   return { problems, codes };
 }
@@ -223,6 +230,6 @@ describe(`fuzzing with seed ${SEED}`, () => {
     if (sent < CONCURRENCY * REQUESTS_PER_WORKER) console.warn(`fuzzing: the ${MAX_WALL_MS / 1000} s bound cut the run to ${sent} requests`);
 
     expect((await call(ts, "GET", "/api/v1/device/0/address")).text).toBe(ok("004082ABCDEF"));
-    expect((await call(ts, "GET", "/api/v1/apikeys", { rd: "rdKey2" })).text).toBe(factoryKeys);
+    expect(withoutLastUse((await call(ts, "GET", "/api/v1/apikeys", { rd: "rdKey2" })).text)).toBe(withoutLastUse(factoryKeys));
   }, 60_000);
 });

@@ -3,14 +3,11 @@
 // keep a stop waiting; a request pipelined behind an Upgrade is not silently swallowed on an open
 // connection. And requests node's parser refuses leave a log line.
 
-import { execFileSync, spawnSync } from "node:child_process";
-import { readFile } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
-import { join } from "node:path";
 import * as tls from "node:tls";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { stopServer } from "../src/http/server.ts";
-import { call, cleanup, closeAgents, lacks, ok, startServer, tempDir, type TestServer } from "./helpers.ts";
+import { call, cleanup, closeAgents, HAS_OPENSSL, lacks, ok, startServer, throwawayCertificate, type TestServer } from "./helpers.ts";
 
 const held: Socket[] = [];
 afterEach(async () => {
@@ -43,14 +40,6 @@ function holdAfterAnswer(open: () => Socket, bytes: string): Promise<{ socket: S
 
 const plain = (ts: TestServer) => () => connect({ port: ts.port, host: "127.0.0.1", allowHalfOpen: true });
 
-async function tlsOptions(): Promise<{ cert: Buffer; key: Buffer }> {
-  const dir = await tempDir("apikeyd-tls-");
-  const [certFile, keyFile] = [join(dir, "cert.pem"), join(dir, "key.pem")];
-  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-    "-subj", "/CN=apikeyd test", "-keyout", keyFile, "-out", certFile], { stdio: "ignore" });
-  return { cert: await readFile(certFile), key: await readFile(keyFile) };
-}
-const hasOpenssl = spawnSync("openssl", ["version"]).status === 0;
 
 describe("CONNECT", () => {
   it("256 held CONNECT sockets (the cap) do not lock out the 257th client", async () => {
@@ -60,8 +49,8 @@ describe("CONNECT", () => {
     expect((await call(ts, "GET", "/api/v1/properties/name", { rd: "rdKey1" })).text).toBe(NAME);
   });
 
-  it.skipIf(lacks(hasOpenssl))("over HTTPS too", async () => {
-    const ts = await startServer({ server: { maxConnections: 16, tls: await tlsOptions() } });
+  it.skipIf(lacks(HAS_OPENSSL))("over HTTPS too", async () => {
+    const ts = await startServer({ server: { maxConnections: 16, tls: await throwawayCertificate() } });
     // allowHalfOpen (untyped for tls.connect, passed on to the TLSSocket): the client keeps its side open.
     const open = (): Socket => tls.connect({ port: ts.port, host: "127.0.0.1", rejectUnauthorized: false, allowHalfOpen: true } as tls.ConnectionOptions);
     await Promise.all(Array.from({ length: 16 }, () => holdAfterAnswer(open, CONNECT)));

@@ -1,7 +1,7 @@
 /** Shared test fixtures: a real server on port 0 with its own temp state folder, and an undici client. */
 
-import { execFileSync } from "node:child_process";
-import { cp, mkdtemp, rm } from "node:fs/promises";
+import { execFileSync, spawnSync } from "node:child_process";
+import { cp, mkdtemp, readFile, rm } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -20,6 +20,22 @@ const cleanups: Array<() => Promise<void>> = [];
 /** Removes every temp folder and server made by the helpers; call from afterEach. */
 export async function cleanup(): Promise<void> {
   while (cleanups.length > 0) await (cleanups.pop() as () => Promise<void>)();
+}
+
+/** Registers something for cleanup() to undo (it runs before what was registered earlier). */
+export function deferCleanup(undo: () => Promise<void>): void {
+  cleanups.push(undo);
+}
+
+/** Polls `check` every few ms until it returns a value other than undefined; throws after `ms`. */
+export async function waitFor<T>(what: string, check: () => T | undefined | Promise<T | undefined>, ms = 5_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`waited ${ms} ms for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 /** A fresh temp folder, removed by cleanup(). */
@@ -54,6 +70,8 @@ export interface StartOptions {
   readonly server?: ServerOptions;
   readonly load?: Partial<LoadOptions>;
   readonly host?: string;
+  /** More server options, made from the loaded device (an I/O driver's gate). */
+  readonly withDevice?: (device: Device) => ServerOptions;
 }
 
 /** Starts the real server on 127.0.0.1, port 0, with a fresh temp state folder unless one is given. */
@@ -61,7 +79,7 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
   const configDir = options.configDir ?? CONFIG_DIR;
   const stateDir = options.stateDir ?? (await tempDir("apikeyd-state-"));
   const device = await loadDevice({ configDir, stateDir, ...options.load });
-  const server = createServer(device, options.server);
+  const server = createServer(device, { ...options.server, ...options.withDevice?.(device) });
   await new Promise<void>((done) => server.listen(0, options.host ?? "127.0.0.1", done));
   const port = (server.address() as AddressInfo).port;
   let stopped = false;
@@ -69,7 +87,7 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
     if (stopped) return;
     stopped = true;
     await stopServer(server, 1_000);
-    await device.idle();
+    await device.close();
   };
   cleanups.push(stop);
   return { origin: `http://${options.host ?? "127.0.0.1"}:${port}`, port, configDir, stateDir, device, server, stop };
@@ -80,7 +98,7 @@ export interface Answer {
   readonly status: number;
   readonly headers: Record<string, string | string[] | undefined>;
   readonly text: string;
-  /** The parsed envelope (undefined for an empty body, e.g. HEAD). */
+  /** The parsed envelope (undefined for an empty body, e.g. HEAD, and for a page of the homepage). */
   readonly json: { meta: { error: number; message: string }; data: unknown } | undefined;
 }
 
@@ -139,7 +157,8 @@ export async function call(ts: { origin: string }, method: string, path: string,
     status: res.statusCode,
     headers: res.headers as Record<string, string | string[] | undefined>,
     text,
-    json: text === "" ? undefined : (JSON.parse(text) as Answer["json"]),
+    // Pages of the homepage are HTML: only the API's envelope is parsed.
+    json: text === "" || res.headers["content-type"] !== "application/json" ? undefined : (JSON.parse(text) as Answer["json"]),
   };
 }
 
@@ -149,8 +168,29 @@ export function ok(data: unknown): string {
 }
 
 /** The exact envelope text of a failure. */
-export function failure(code: number, message: string): string {
-  return `{"meta":{"error":${code},"message":"${message}"},"data":null}`;
+export function failure(code: number, message: string, detail?: string): string {
+  const more = detail === undefined ? "" : `,"detail":${JSON.stringify(detail)}`;
+  return `{"meta":{"error":${code},"message":"${message}"${more}},"data":null}`;
+}
+
+/**
+ * An error envelope without its `meta.detail`, for the tests that check the code, the message and
+ * `data` (test/error-details.test.ts checks every detail). It first checks that the detail, if any,
+ * is a sentence in its place: a string, right after `message`, in the exact serialization.
+ */
+export function withoutDetail(text: string): string {
+  let envelope: unknown;
+  try {
+    envelope = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  const meta = (envelope as { meta?: { error?: unknown; message?: unknown; detail?: unknown } } | null)?.meta;
+  if (meta === undefined || meta.detail === undefined) return text;
+  if (typeof meta.detail !== "string" || meta.detail === "") throw new Error(`meta.detail is not a sentence: ${text}`);
+  const bare = failure(meta.error as number, meta.message as string);
+  if (text !== failure(meta.error as number, meta.message as string, meta.detail)) throw new Error(`not the envelope with a detail: ${text}`);
+  return bare;
 }
 
 /** Builds dist/ unless it is up to date (npm test has already built it; a lone vitest run may not have). */
@@ -188,3 +228,47 @@ export function lacks(present: boolean): boolean {
 
 /** Whether this run is CI's (`CI=true`): every tool a test needs is then required, never skipped for. */
 export const IN_CI = process.env["CI"] === "true";
+
+/** Whether openssl is there to make throwaway certificates (.ci/run installs it). */
+export const HAS_OPENSSL = spawnSync("openssl", ["version"]).status === 0;
+
+/** A throwaway certificate made with openssl: one day, EC P-256, for 127.0.0.1; files and PEM text. */
+export interface ThrowawayCertificate {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** Makes a throwaway self-signed certificate for 127.0.0.1 in a temp folder (removed by cleanup()). */
+export async function throwawayCertificate(name = "cert"): Promise<ThrowawayCertificate> {
+  const dir = await tempDir("apikeyd-tls-");
+  const certFile = join(dir, `${name}.pem`);
+  const keyFile = join(dir, `${name}-key.pem`);
+  execFileSync("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+    "-subj", `/CN=${name}`, "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", keyFile, "-out", certFile,
+  ], { stdio: "ignore" });
+  return { certFile, keyFile, cert: await readFile(certFile, "utf8"), key: await readFile(keyFile, "utf8") };
+}
+
+/** A state folder seeded by a first start on the factory config (removed by cleanup()). */
+export async function seededState(): Promise<string> {
+  const stateDir = await tempDir("apikeyd-state-");
+  await loadDevice({ configDir: CONFIG_DIR, stateDir });
+  return stateDir;
+}
+
+/** Waits, bounded, until `condition` holds (polling every 20 ms); throws naming `what` otherwise. */
+export async function until(what: string, condition: () => boolean | Promise<boolean>, limitMs = 10_000): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`still not true after ${limitMs} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** An answer's text with every pair's last use blanked: it moves with each request a pair lets in (docs/api.md §8). */
+export function withoutLastUse(text: string): string {
+  return text.replace(/"lastUsed":\d+,"lastUsedFrom":"[^"]*"/g, '"lastUsed":-');
+}

@@ -2,16 +2,14 @@
 // self-signed certificate made here with openssl (skipped where openssl is missing). SIGHUP loads
 // a renewed certificate; unusable files stop the start with the file named.
 
-import { execFileSync, spawnSync } from "node:child_process";
 import { chmod, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as tls from "node:tls";
-import { Agent } from "undici";
+import { Agent, request } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { killServers, runCli, startCli } from "./cli-harness.ts";
-import { call, cleanup, closeAgents, ensureBuilt, lacks, ok, startServer, tempDir } from "./helpers.ts";
+import { call, cleanup, closeAgents, ensureBuilt, lacks, ok, startServer, tempDir, HAS_OPENSSL, throwawayCertificate } from "./helpers.ts";
 
-const hasOpenssl = spawnSync("openssl", ["version"]).status === 0;
 
 beforeAll(ensureBuilt);
 afterEach(async () => {
@@ -21,16 +19,6 @@ afterEach(async () => {
 afterAll(closeAgents);
 
 /** A fresh self-signed certificate for 127.0.0.1 (EC P-256, one day): its PEM files in a temp folder. */
-async function throwawayCertificate(name = "cert"): Promise<{ certFile: string; keyFile: string; cert: string }> {
-  const dir = await tempDir("apikeyd-tls-");
-  const certFile = join(dir, `${name}.pem`);
-  const keyFile = join(dir, `${name}-key.pem`);
-  execFileSync("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-    "-subj", "/CN=apikeyd test", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", keyFile, "-out", certFile,
-  ], { stdio: "ignore" });
-  return { certFile, keyFile, cert: await readFile(certFile, "utf8") };
-}
 
 /** The fingerprint of the certificate a TLS server presents. */
 function presentedCertificate(port: number, ca: string): Promise<string> {
@@ -43,7 +31,7 @@ function presentedCertificate(port: number, ca: string): Promise<string> {
   });
 }
 
-describe.skipIf(lacks(hasOpenssl))("HTTPS", () => {
+describe.skipIf(lacks(HAS_OPENSSL))("HTTPS", () => {
   it("answers the same API over TLS, verified against the certificate (library)", async () => {
     const { certFile, keyFile, cert } = await throwawayCertificate();
     const ts = await startServer({ server: { tls: { cert: await readFile(certFile), key: await readFile(keyFile) } } });
@@ -53,8 +41,10 @@ describe.skipIf(lacks(hasOpenssl))("HTTPS", () => {
       expect((await call({ origin }, "GET", "/api/v1/properties/name", { rd: "rdKey1", dispatcher })).text).toBe(ok("eNetMini1"));
       const put = await call({ origin }, "PUT", "/api/v1/properties/name", { rd: "rdKey1", wr: "wrKey1", body: "name=secure", dispatcher });
       expect(put.text).toBe(ok("secure"));
-      // Plain HTTP to the TLS port gets nothing useful.
-      await expect(call({ origin: `http://127.0.0.1:${ts.port}` }, "GET", "/api/v1/properties/name", { rd: "rdKey1" })).rejects.toThrow();
+      // Plain HTTP to the TLS port gets a plain answer that says so, and no key is looked at.
+      const plain = await request(`http://127.0.0.1:${ts.port}/api/v1/properties/name`, { headers: { ApiRdKey: "rdKey1" } });
+      const text = await plain.body.text();
+      expect([plain.statusCode, plain.headers["content-type"], text]).toEqual([400, "text/plain; charset=utf-8", "This port speaks HTTPS: use https:// instead of http://.\n"]);
     } finally {
       await dispatcher.close();
     }

@@ -49,8 +49,18 @@ describe("request and audit lines", () => {
       ["PUT", "/api/v1/httprw/pass", 200, "httprw", "127.0.0.1"],
       ["GET", "/api/v2/nothing", 404, "-", "127.0.0.1"],
     ]);
+    // A refused request says why, in words (its error's detail), never what was sent.
+    expect(requests.map((r) => r["reason"])).toEqual([
+      undefined,
+      "the ApiRdKey header does not hold this endpoint's read key",
+      undefined,
+      undefined,
+      undefined,
+      "the API is under /api/v1/; GET /api/v1/ lists its endpoints",
+    ]);
     for (const r of requests) {
-      expect(Object.keys(r)).toEqual(["time", "level", "msg", "client", "method", "path", "status", "ms", "pair"]);
+      const fields = ["time", "level", "msg", "client", "method", "path", "status", "ms", "pair"];
+      expect(Object.keys(r)).toEqual(r["status"] === 200 ? fields : [...fields, "reason"]);
       expect(new Date(r["time"] as string).toISOString()).toBe(r["time"]);
       expect(r["ms"]).toBeGreaterThanOrEqual(0);
     }
@@ -64,11 +74,19 @@ describe("request and audit lines", () => {
     await traffic(ts);
     const requests = lines.filter((l) => / REQ {3}/.test(l));
     expect(requests).toHaveLength(6);
-    for (const line of requests) expect(line).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z REQ {3}127\.0\.0\.1 [A-Z]+ \/\S+ \d{3} \d+\.\d{3}ms \S+$/);
+    for (const line of requests) expect(line).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z REQ {3}127\.0\.0\.1 [A-Z]+ \/\S+ \d{3} \d+\.\d{3}ms \S+( reason="[^"]+")?$/);
     expect(requests[0]).toMatch(/ GET \/api\/v1\/properties\/name 200 \d+\.\d{3}ms properties$/);
-    expect(requests[1]).toMatch(/ GET \/api\/v1\/properties 401 \d+\.\d{3}ms -$/);
+    expect(requests[1]).toMatch(/ GET \/api\/v1\/properties 401 \d+\.\d{3}ms - reason="the ApiRdKey header does not hold this endpoint's read key"$/);
     expect(lines.some((l) => / WARN  refused key event=key-refused client=127\.0\.0\.1 endpoint=properties header=ApiRdKey$/.test(l))).toBe(true);
     for (const secret of SECRETS) expect(lines.join("\n")).not.toContain(secret);
+  });
+
+  it("emptying a key at runtime logs the start's open-endpoint warning, naming every open endpoint", async () => {
+    const { ts, lines } = await loggedServer("text");
+    await call(ts, "PUT", "/api/v1/apikeys/keys/5", { rd: "rdKey2", wr: "wrKey2", body: "rd=" });
+    expect(lines.filter((l) => l.includes("open to anyone"))).toEqual([expect.stringMatching(/ WARN  endpoints open to anyone \(an empty key\); acceptable only before provisioning endpoints=process$/)]);
+    await call(ts, "PUT", "/api/v1/apikeys/keys/6", { rd: "rdKey2", wr: "wrKey2", body: "wr=" });
+    expect(lines.filter((l) => l.includes("open to anyone")).at(-1)).toMatch(/ endpoints=process,data$/);
   });
 
   it("quotes a path that could break the line, and cuts a very long one", async () => {

@@ -301,7 +301,7 @@ describe("the file", () => {
   });
 
   it("describes each type's writable members with the kind and range of device-config/schema/mkc.json, and marks every other member read-only", () => {
-    const KIND_SCHEMA: Record<string, string> = { string: "String", key: "Key", ipv4: "IPv4", port: "Port", boolean: "BooleanValue", number: "Number" };
+    const KIND_SCHEMA: Record<string, string> = { string: "String", key: "Key", ipv4: "IPv4", port: "Port", boolean: "BooleanValue", number: "Number", label: "Label", expires: "Expires", origins: "Origins" };
     for (const [typeName, { writable }] of Object.entries(MKC.types)) {
       const short = typeName.replace(/^MkcJsonLib\./, "");
       const write = obj(at(`#/components/schemas/${short}Write`), `${short}Write`);
@@ -484,6 +484,21 @@ describe("the live server answers as the file says", () => {
     expect((await documented(ts, "PUT", "/api/v1/properties/mqtt", { ...from, rd: "guess", wr: "wrKey1", body: "port=1" })).status).toBe(401);
     expect((await documented(ts, "PUT", "/api/v1/properties/mqtt", { ...from, rd: "rdKey1", body: "port=1" })).status).toBe(403);
     expect((await documented(ts, "PUT", "/api/v1/httpsu", { ...from, rd: "rdKey5", wr: "guess", body: { pass: "x" } })).status).toBe(403);
+  });
+
+  it("401 with 16 and 403 with 17: a pair switched off, a client outside its origins; PUTs with grace and confirm", async () => {
+    const ts = await startServer();
+    const change = await documented(ts, "PUT", "/api/v1/apikeys/keys/6", { ...APIKEYS, body: { rd: "data-rd-openapi-1", grace: 60, confirm: 120, label: "x" } });
+    expect(change.status).toBe(200);
+    expectValid(putBodySchema("/api/v1/apikeys/keys/{index}"), { rd: "k", grace: 60, confirm: 120 }, "grace and confirm");
+    expect(schemaAt(putBodySchema("/api/v1/apikeys/keys/{index}"))({ rd: "k", confirm: 9 })).toBe(false);
+    expect((await documented(ts, "PUT", "/api/v1/apikeys/keys/5", { ...APIKEYS, body: "enabled=false&origins=127.0.0.80" })).status).toBe(200);
+    const inactive = await documented(ts, "GET", "/api/v1/process", PROCESS);
+    expect([inactive.status, inactive.json?.meta.error]).toEqual([401, 16]);
+    expect((await documented(ts, "PUT", "/api/v1/apikeys/keys/5", { ...APIKEYS, body: "enabled=true" })).status).toBe(200);
+    const outside = await documented(ts, "PUT", "/api/v1/process/name", { ...PROCESS, body: "name=x", localAddress: "127.0.0.81" });
+    expect([outside.status, outside.json?.meta.error]).toEqual([403, 17]);
+    expect((await documented(ts, "GET", "/api/v1/process/name", { ...PROCESS, localAddress: "127.0.0.80" })).status).toBe(200);
   });
 
   it("404: no such endpoint, or a path outside /api/v1/", async () => {

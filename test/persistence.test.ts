@@ -147,7 +147,8 @@ describe("an update that adds an endpoint", () => {
     const foo = { name: "user_foo", pass: "pass_foo", "Json+typeName": "MkcJsonLib.jUser", "Json+typeRevision": 0 };
     await writeFile(join(configDir, "foo.json"), JSON.stringify(foo, null, 2));
     const apikeys = (await readJson(join(configDir, "apikeys.json"))) as { keys: object[] };
-    apikeys.keys.push({ name: "foo", rd: "rdKeyFoo", wr: "wrKeyFoo", "Json+typeName": "MkcJsonLib.jApiKey", "Json+typeRevision": 0 });
+    // A copy of a factory pair (revision 1: label, enabled, expires, ...) with its own name and keys.
+    apikeys.keys.push({ ...apikeys.keys[0], name: "foo", rd: "rdKeyFoo", wr: "wrKeyFoo" });
     await writeFile(join(configDir, "apikeys.json"), JSON.stringify(apikeys, null, 2));
 
     ts = await restart(ts);

@@ -5,18 +5,19 @@
  */
 
 import { existsSync } from "node:fs";
-import { readdir, writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { NODE_FS, writeFileDurably, type StoreFs } from "../src/state/store.ts";
-import { call, cleanup, closeAgents, ensureBuilt, seededRandom, tempDir, type TestServer } from "./helpers.ts";
+import { call, cleanup, closeAgents, ensureBuilt, seededRandom, startServer, tempDir, until, type TestServer } from "./helpers.ts";
 import {
   expectDeviceHolds,
   FACTORY,
   hostOf,
   readSecrets,
   ROOMY_FLAG,
+  ROOMY_THROTTLE,
   runTool,
   spawnTool,
   startFleet,
@@ -136,6 +137,38 @@ describe("what the journal tells a re-run", () => {
     expect(secrets[host]?.["data"]).toEqual(data);
     expect(secrets[host]?.["properties"]).not.toEqual(lost);
     expect(existsSync(`${out}.journal`)).toBe(false);
+  });
+});
+
+describe("confirm-or-revert: a run killed before it checked a change", () => {
+  it("leaves the device to go back, at the deadline, to the old keys its journal holds; a re-run finishes", async () => {
+    const dir = await tempDir();
+    const now = { ms: Date.now() };
+    const ts = await startServer({ server: { throttle: ROOMY_THROTTLE, clock: () => now.ms, keyLifeTickMs: 10 } });
+    const out = join(dir, "secrets.json");
+    const args = ["--inventory", await writeInventory(dir, [hostOf(ts)]), "--out", out, "--confirm", "30", ...ROOMY_FLAG];
+    // Killed as the first check of the first change arrives: the change landed, nothing confirmed it.
+    const { child, exited } = spawnTool(args, dir);
+    const onRequest = (req: IncomingMessage): void => {
+      if (req.method === "GET" && req.url === "/api/v1/properties" && req.headers["apirdkey"] !== "rdKey1") child.kill("SIGKILL");
+    };
+    ts.server.prependListener("request", onRequest);
+    expect((await exited).signal).toBe("SIGKILL");
+    ts.server.removeListener("request", onRequest);
+    const intents = (await readFile(`${out}.journal`, "utf8")).trim().split("\n").map((l) => JSON.parse(l) as { endpoint: string; oldRd: string; newRd: string });
+    expect(intents.map((i) => i.endpoint)).toEqual(["properties"]);
+    const [intent] = intents;
+    expect((await call(ts, "GET", "/api/v1/properties/name", { rd: intent!.newRd })).status).toBe(200);
+    now.ms += 30_000;
+    await until("the device reverted", async () => (await call(ts, "GET", "/api/v1/properties/name", { rd: intent!.oldRd })).status === 200);
+    expect((await call(ts, "GET", "/api/v1/properties/name", { rd: intent!.newRd })).status).toBe(401);
+    const final = await runTool(args, dir);
+    expect(final.code, final.stdout + final.stderr).toBe(0);
+    await expectDeviceHolds(ts, (await readSecrets(out))[hostOf(ts)]);
+    // Every change of the finished run was confirmed: nothing reverts later.
+    now.ms += 3_600_000;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await expectDeviceHolds(ts, (await readSecrets(out))[hostOf(ts)]);
   });
 });
 

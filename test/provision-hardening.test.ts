@@ -13,8 +13,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { UnsafeFileError } from "../src/provision/files.ts";
 import { Journal, readJournal, type Intent } from "../src/provision/journal.ts";
 import { NODE_FS, writeFileDurably } from "../src/state/store.ts";
-import { call, cleanup, closeAgents, CONFIG_DIR, ensureBuilt, lacks, startServer, tempDir } from "./helpers.ts";
-import { expectDeviceHolds, FACTORY, hostOf, readSecrets, ROOMY_FLAG, ROOMY_THROTTLE, runTool, spawnTool, startFleet, writeInventory } from "./provision-harness.ts";
+import { call, cleanup, closeAgents, CONFIG_DIR, ensureBuilt, lacks, startServer, tempDir, until } from "./helpers.ts";
+import { closedPort, expectDeviceHolds, FACTORY, hostOf, readSecrets, ROOMY_FLAG, ROOMY_THROTTLE, runTool, spawnTool, startFleet, writeInventory } from "./provision-harness.ts";
 
 beforeAll(ensureBuilt, 60_000);
 afterEach(cleanup);
@@ -41,13 +41,41 @@ async function silentDevice(): Promise<{ port: number; close(): void }> {
   };
 }
 
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((done) => setTimeout(done, 25));
-  }
-}
+
+describe("what a run says when it ends", () => {
+  it("Ctrl-C says what was done and that a re-run finishes the job, and gives the lock back", async () => {
+    const dir = await tempDir();
+    const device = await silentDevice();
+    try {
+      const inventory = await writeInventory(dir, [`127.0.0.1:${device.port}`]);
+      const out = join(dir, "secrets.json");
+      const run = spawnTool(["--inventory", inventory, "--out", out, "--timeout", "60", ...ROOMY_FLAG], dir);
+      await until("the run's lock", async () => (await readFile(`${out}.lock`, "utf8").catch(() => "")).startsWith(`${run.child.pid}\n`));
+      run.child.kill("SIGINT");
+      const ended = await run.exited;
+      expect(ended.code).toBe(130);
+      expect(ended.stderr).toContain(
+        "Interrupted: 0 of 1 devices done, 0 failed, 1 not finished. Keys already changed are in the output file or its journal; run again with the same arguments to finish.\n",
+      );
+      expect(await readFile(`${out}.lock`, "utf8").catch(() => "gone")).toBe("gone");
+    } finally {
+      device.close();
+    }
+  });
+
+  it("when every device failed: no 'other devices were done', and no output file named that was not written", async () => {
+    const dir = await tempDir();
+    const inventory = await writeInventory(dir, [`127.0.0.1:${await closedPort()}`]);
+    const out = join(dir, "secrets.json");
+    const run = await runTool(["--inventory", inventory, "--out", out, ...ROOMY_FLAG], dir);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toContain("Failed (run again with the same arguments to retry these):\n");
+    expect(run.stdout).not.toContain("other devices");
+    expect(run.stdout).toContain("No keys were changed, so no output file was written.\n");
+    expect(run.stdout).not.toContain(out);
+    expect(await readFile(out, "utf8").catch(() => "none")).toBe("none");
+  });
+});
 
 describe("two runs on the same output file", () => {
   it("the second is refused while the first holds the lock (a device that never answers)", async () => {

@@ -28,6 +28,55 @@ afterEach(cleanup);
 afterAll(closeAgents);
 
 describe("a full run", () => {
+  it("rotates with --grace, --label and --expires: the old keys open until the grace ends, every change confirmed", async () => {
+    const dir = await tempDir();
+    const [ts] = await startFleet(1);
+    const out = join(dir, "secrets.json");
+    const args = ["--inventory", await writeInventory(dir, [hostOf(ts!)]), "--out", out, "--grace", "600", "--label", "fleet 2030", "--expires", "2099-01-01 00:00:00", ...ROOMY_FLAG];
+    const run = await runTool(args, dir);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    const keys = (await readSecrets(out))[hostOf(ts!)]!;
+    const pairs = ((await call(ts!, "GET", "/api/v1/apikeys", { rd: keys["apikeys"]!.rd })).json?.data as { keys: Array<Record<string, unknown>> }).keys;
+    for (const pair of pairs) {
+      expect(pair).toMatchObject({ label: "fleet 2030", confirmUntil: 0, expires: pair["name"] === "apikeys" ? "" : "2099-01-01 00:00:00" });
+      expect(pair["graceUntil"]).toBeGreaterThan(Date.now() / 1000);
+      const name = String(pair["name"]);
+      expect((await call(ts!, "GET", `/api/v1/${name}`, { rd: FACTORY[name]!.rd })).status).toBe(200);
+      expect((await call(ts!, "GET", `/api/v1/${name}`, { rd: keys[name]!.rd })).status).toBe(200);
+    }
+    const bad = await runTool([...args.slice(0, 4), "--confirm", "5"], dir);
+    expect(bad.code).toBe(2);
+  });
+
+  it("--rotate gives a fleet it provisioned before fresh keys again, its current keys taken from the output file", async () => {
+    const dir = await tempDir();
+    const fleet = await startFleet(2);
+    const inventory = await writeInventory(dir, fleet.map(hostOf));
+    const out = join(dir, "secrets.json");
+    expect((await runTool(["--inventory", inventory, "--out", out, ...ROOMY_FLAG], dir)).code).toBe(0);
+    const first = await readSecrets(out);
+
+    const planned = await runTool(["--rotate", "--out", out, "--dry-run", ...ROOMY_FLAG], dir);
+    expect(planned.stdout).toContain("Dry run, nothing was changed. 2 devices: 2 would change (14 pairs to get new keys)");
+
+    // No inventory: the devices are those of the output file, their keys the file's.
+    const again = await runTool(["--rotate", "--out", out, ...ROOMY_FLAG], dir);
+    expect([again.code, again.stdout]).toEqual([0, expect.stringContaining("2 devices: 2 provisioned now, 0 already provisioned, 0 failed; 14 pairs got new keys.")]);
+    const second = await readSecrets(out);
+    for (const ts of fleet) await expectDeviceHolds(ts, second[hostOf(ts)]);
+    const overlap = allKeys(second).filter((key) => allKeys(first).includes(key));
+    expect(overlap).toEqual([]);
+    // The old keys are dead on every device.
+    for (const ts of fleet) expect((await call(ts, "GET", "/api/v1/apikeys", { rd: first[hostOf(ts)]?.["apikeys"]?.rd })).status).toBe(401);
+  });
+
+  it("--rotate without an output file to take devices from is refused before anything is done", async () => {
+    const dir = await tempDir();
+    const run = await runTool(["--rotate", "--out", join(dir, "secrets.json")], dir);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain("holds no device to rotate again; give an --inventory for a first run");
+  });
+
   it("gives every pair of every device fresh keys, records them (0600) and a re-run changes nothing", async () => {
     const dir = await tempDir();
     const fleet = await startFleet(3);

@@ -3,7 +3,7 @@
 import { connect, type Socket } from "node:net";
 import { expect } from "vitest";
 import { CATALOGUE } from "../src/http/errors.ts";
-import { failure } from "./helpers.ts";
+import { failure, withoutDetail } from "./helpers.ts";
 
 /** One HTTP answer read off the wire. */
 export interface RawAnswer {
@@ -119,7 +119,7 @@ type AnyAnswer = Pick<RawAnswer, "status" | "text"> & { readonly headers: Readon
 export function expectFailure(answer: AnyAnswer, code: number): void {
   const entry = CATALOGUE.find((e) => e.code === code);
   if (entry === undefined) throw new Error(`no catalogue entry ${code}`);
-  expect({ status: answer.status, text: answer.text }).toEqual({ status: entry.status, text: failure(code, entry.message) });
+  expect({ status: answer.status, text: withoutDetail(answer.text) }).toEqual({ status: entry.status, text: failure(code, entry.message) });
   expect(answer.headers["content-type"]).toBe("application/json");
   expect(answer.headers["content-length"]).toBe(String(Buffer.byteLength(answer.text)));
 }

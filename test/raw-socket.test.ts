@@ -4,7 +4,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_THROTTLE } from "../src/access/throttle.ts";
-import { call, cleanup, closeAgents, ok, startServer, type TestServer } from "./helpers.ts";
+import { call, cleanup, closeAgents, ok, startServer, type TestServer, withoutLastUse } from "./helpers.ts";
 import { expectFailure, RawClient, rawOnce, type RawAnswer } from "./raw-client.ts";
 
 const H = "Host: device\r\n";
@@ -24,7 +24,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   // Whatever came before, the server still serves, and neither the keys nor the name changed.
-  expect((await call(ts, "GET", "/api/v1/apikeys", { rd: "rdKey2" })).text).toBe(factoryKeys);
+  expect(withoutLastUse((await call(ts, "GET", "/api/v1/apikeys", { rd: "rdKey2" })).text)).toBe(withoutLastUse(factoryKeys));
   expect((await call(ts, "GET", "/api/v1/properties/name", { rd: "rdKey1" })).text).toBe(ok("eNetMini1"));
   await closeAgents();
   await cleanup();
@@ -329,5 +329,27 @@ describe("every answer is JSON to a browser too", () => {
       [404, "nosniff"],
       [400, "nosniff"],
     ]);
+  });
+});
+
+describe("GET /api/v1/: what a user tries first", () => {
+  it("lists every endpoint with whether reading and writing need a key, and nothing else", async () => {
+    const answer = await call(ts, "GET", "/api/v1/");
+    expect(answer.status).toBe(200);
+    const list = JSON.parse(answer.text).data as Array<{ name: string; readKey: boolean; writeKey: boolean | null }>;
+    expect(list.map((e) => Object.keys(e))).toEqual(list.map(() => ["name", "readKey", "writeKey"]));
+    expect(list.find((e) => e.name === "device")).toEqual({ name: "device", readKey: false, writeKey: null });
+    expect(list.find((e) => e.name === "properties")).toEqual({ name: "properties", readKey: true, writeKey: true });
+    expect(list.map((e) => e.name).sort()).toEqual([...ts.device.endpoints.keys()].sort());
+    const put = await call(ts, "PUT", "/api/v1/", { body: "x=1" });
+    expectFailure(put, 5);
+    expect(put.headers["allow"]).toBe("GET, HEAD");
+  });
+
+  it("follows key changes: an endpoint whose read key is emptied is listed open", async () => {
+    const own = await startServer();
+    await call(own, "PUT", "/api/v1/apikeys/keys/5", { rd: "rdKey2", wr: "wrKey2", body: "rd=" });
+    const list = JSON.parse((await call(own, "GET", "/api/v1/")).text).data as Array<{ name: string; readKey: boolean; writeKey: boolean | null }>;
+    expect(list.find((e) => e.name === "process")).toEqual({ name: "process", readKey: false, writeKey: true });
   });
 });

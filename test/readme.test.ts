@@ -13,6 +13,8 @@ import { helpText } from "../src/cli/options.ts";
 import { cleanup, closeAgents, ROOT_DIR, startServer } from "./helpers.ts";
 
 const run = promisify(execFile);
+/** 2026-01-01 00:00:00 UTC. */
+const README_CLOCK_MS = Date.UTC(2026, 0, 1);
 const README = readFileSync(join(ROOT_DIR, "README.md"), "utf8");
 
 afterEach(cleanup);
@@ -51,9 +53,13 @@ describe("README", () => {
     expect([...inReadme].sort()).toEqual([...inHelp].sort());
   });
 
-  it("answers the curl walkthrough exactly as shown", async () => {
-    const walkthrough = section("A walk through with curl");
-    const blocks = [...walkthrough.matchAll(/```console\n([\s\S]*?)```/g)].map((m) => m[1] as string);
+  // Each walkthrough runs on a fresh server whose clock says 2026-01-01 00:00:00 UTC (the times the
+  // README shows in `changed`, `lastUsed`, `graceUntil` and `confirmUntil`), reached from 127.0.0.1.
+  it.each([
+    ["A walk through with curl", 15],
+    ["Key pairs with a life", 10],
+  ])("answers the curl examples of %s exactly as shown", async (title, atLeast) => {
+    const blocks = [...section(title).matchAll(/```console\n([\s\S]*?)```/g)].map((m) => m[1] as string);
     const steps: { command: string; expected: string[] }[] = [];
     for (const block of blocks) {
       for (const line of block.split("\n")) {
@@ -61,11 +67,12 @@ describe("README", () => {
         else if (line !== "") steps.at(-1)?.expected.push(line);
       }
     }
-    expect(steps.length).toBeGreaterThan(15);
-    const ts = await startServer();
+    expect(steps.length).toBeGreaterThan(atLeast);
+    const ts = await startServer({ server: { clock: () => README_CLOCK_MS } });
     for (const { command, expected } of steps) {
       expect(command.startsWith("curl ")).toBe(true);
-      const { stdout } = await run("sh", ["-c", command.replaceAll("http://localhost:8080", ts.origin)]);
+      const local = command.replaceAll("http://localhost:8080", ts.origin).replaceAll("http://127.0.0.1:8080", ts.origin);
+      const { stdout } = await run("sh", ["-c", local]);
       expect({ command, output: stdout.split("\n").filter((l) => l !== "") }).toEqual({ command, output: expected });
     }
   });

@@ -9,7 +9,7 @@ import { fingerprint } from "../src/access/keys.ts";
 import { loadFingerprintSecret } from "../src/access/fingerprint-secret.ts";
 import { ReloadError } from "../src/state/device.ts";
 import { killServers, startCli } from "./cli-harness.ts";
-import { call, cleanup, closeAgents, ensureBuilt, failure, ok, startServer, tempDir } from "./helpers.ts";
+import { call, cleanup, closeAgents, ensureBuilt, failure, ok, startServer, tempDir, withoutDetail } from "./helpers.ts";
 
 beforeAll(ensureBuilt);
 afterEach(async () => {
@@ -40,10 +40,20 @@ describe("SIGHUP", () => {
     await server.waitForLog(/reloaded the state folder changed=apikeys,properties\n/);
 
     expect((await call(server, "GET", "/api/v1/properties/name", { rd: "handEdited" })).text).toBe(ok("renamed"));
-    expect((await call(server, "GET", "/api/v1/properties/name", { rd: "rdKey1" })).text).toBe(failure(3, "JSON_ERROR_READ_DENIED"));
+    expect(withoutDetail((await call(server, "GET", "/api/v1/properties/name", { rd: "rdKey1" })).text)).toBe(failure(3, "JSON_ERROR_READ_DENIED"));
     expect(server.log()).toContain(`key changed event=key-changed source=reload pair=properties side=rd fingerprint=${fingerprint("handEdited", await loadFingerprintSecret(stateDir))}\n`);
     expect(server.log()).not.toContain("handEdited");
     expect(await server.stop()).toBe(0);
+  });
+
+  it("reports only the documents whose content changed: a file saved in another layout has not", async () => {
+    const ts = await startServer();
+    const path = join(ts.stateDir, "properties.json");
+    await writeFile(path, JSON.stringify(JSON.parse(await readFile(path, "utf8")))); // compact, same content
+    expect(await ts.device.reload()).toEqual([]);
+    await edit(ts.stateDir, "process.json", (doc) => (doc["name"] = "renamed"));
+    expect(await ts.device.reload()).toEqual(["process"]);
+    expect(await ts.device.reload()).toEqual([]);
   });
 
   it("refuses a broken folder with the reason, keeps serving the old state, and takes the fix", async () => {

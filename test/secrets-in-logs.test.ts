@@ -3,7 +3,7 @@
 // error answer for them. Key changes are logged by fingerprint. The start-up warnings of the built
 // server name endpoints, never keys.
 
-import { readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadFingerprintSecret } from "../src/access/fingerprint-secret.ts";
@@ -14,7 +14,7 @@ import { CATALOGUE } from "../src/http/errors.ts";
 import { createLogger, type LogFormat } from "../src/common/log.ts";
 import { DEFAULT_THROTTLE } from "../src/access/throttle.ts";
 import { killServers, startCli } from "./cli-harness.ts";
-import { call, cleanup, closeAgents, copyConfig, ensureBuilt, failure, tempDir, startServer, type Answer, type CallOptions } from "./helpers.ts";
+import { call, cleanup, closeAgents, copyConfig, ensureBuilt, failure, tempDir, startServer, until, type Answer, type CallOptions, withoutDetail } from "./helpers.ts";
 import { RawClient } from "./raw-client.ts";
 
 beforeAll(ensureBuilt);
@@ -97,13 +97,15 @@ describe.each(["text", "json"] as LogFormat[])("the %s log and the error answers
       client.destroy();
     }
 
-    // Every refusal is the bare catalogue envelope.
+    // Every refusal is the catalogue envelope, and its detail (scanned below with every answer) holds no secret.
     const failures = answers.filter((a) => a.status >= 400);
     expect(failures.length).toBeGreaterThanOrEqual(20);
     for (const a of failures) {
-      const entry = CATALOGUE.find((e) => e.status === a.status && a.text === failure(e.code, e.message));
+      const entry = CATALOGUE.find((e) => e.status === a.status && withoutDetail(a.text) === failure(e.code, e.message));
       expect(entry, a.text).toBeDefined();
     }
+    expect(failures.filter((a) => JSON.parse(a.text).meta.detail !== undefined).length).toBeGreaterThanOrEqual(15);
+    expect(failures.filter((a) => leaks(a.text).length > 0).map((a) => a.text)).toEqual([]);
     // No line carries a secret; key changes carry fingerprints; refusals are audited.
     expect(lines.filter((l) => leaks(l).length > 0)).toEqual([]);
     const text = lines.join("\n");
@@ -112,6 +114,46 @@ describe.each(["text", "json"] as LogFormat[])("the %s log and the error answers
     expect(lines.filter((l) => l.includes("key-refused")).length).toBeGreaterThanOrEqual(5);
     expect(lines.some((l) => l.includes("internal error"))).toBe(true);
     if (format === "json") for (const line of lines) expect(() => JSON.parse(line), line).not.toThrow();
+  });
+});
+
+describe("the life of a pair (docs/api.md §8): grace and confirm", () => {
+  it("shows no key a grace keeps in any answer, no key in any log line, and no key in any state file but apikeys.json and previous.keys", async () => {
+    const lines: string[] = [];
+    const now = { ms: Date.UTC(2030, 0, 1) };
+    const ts = await startServer({ server: { log: createLogger("json", (line) => lines.push(line)), clock: () => now.ms, keyLifeTickMs: 10 } });
+    const answers: Answer[] = [];
+    const send = async (method: string, path: string, options: CallOptions = {}): Promise<Answer> => {
+      const answer = await call(ts, method, path, options);
+      answers.push(answer);
+      return answer;
+    };
+    const MASTER = { rd: "rdKey2", wr: "wrKey2" };
+    // data rotated with a grace, process with a confirmation that nothing confirms, properties with both.
+    expect((await send("PUT", "/api/v1/apikeys/keys/6", { ...MASTER, body: `rd=${NEW_RD}&wr=${NEW_WR}&grace=600` })).status).toBe(200);
+    expect((await send("PUT", "/api/v1/apikeys/keys/5", { ...MASTER, body: { rd: `${NEW_RD}-p`, wr: `${NEW_WR}-p`, confirm: 60 } })).status).toBe(200);
+    expect((await send("PUT", "/api/v1/apikeys/keys/0", { ...MASTER, body: `rd=${NEW_RD}-q&grace=600&confirm=60&label=${PASSWORD}` })).status).toBe(200);
+    for (const path of ["/api/v1/apikeys", "/api/v1/apikeys/keys/6", "/api/v1/apikeys/keys/5", "/api/v1/apikeys/keys/0"]) await send("GET", path, MASTER);
+    expect((await send("GET", "/api/v1/data", { rd: "rdKey7" })).status).toBe(200); // a grace key
+    await send("GET", "/api/v1/data", { rd: WRONG });
+    const files = await readdir(ts.stateDir);
+    for (const name of files.filter((f) => f !== "apikeys.json" && f !== "previous.keys" && f !== "fingerprint.key")) {
+      const text = await readFile(join(ts.stateDir, name), "utf8");
+      // Passwords live in their accounts' files; keys in none of these.
+      expect([name, [...FACTORY, NEW_RD, NEW_WR].filter((k) => text.includes(k))]).toEqual([name, []]);
+    }
+    // The grace keys (the factory keys of data, process and properties) are only in previous.keys.
+    const apikeysFile = await readFile(join(ts.stateDir, "apikeys.json"), "utf8");
+    for (const old of ["rdKey7", "wrKey7", "rdKey6", "wrKey6", "rdKey1"]) {
+      expect(apikeysFile).not.toContain(`"${old}"`);
+      for (const a of answers) expect(a.text).not.toContain(old);
+    }
+    // The deadline passes: process and properties revert.
+    now.ms += 60_000;
+    await until("reverted", () => lines.filter((l) => l.includes("key-reverted")).length === 2);
+    await ts.stop();
+    expect(lines.filter((l) => leaks(l).length > 0 || l.includes(NEW_RD) || l.includes(NEW_WR))).toEqual([]);
+    expect(lines.some((l) => l.includes("grace-started"))).toBe(true);
   });
 });
 

@@ -3,13 +3,10 @@
 // Nothing here measures time: each test holds the attackers open and shows a real client served
 // (or waits, bounded, for the server to close them).
 
-import { spawnSync, execFileSync } from "node:child_process";
-import { readFile } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
-import { join } from "node:path";
 import * as tls from "node:tls";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { call, cleanup, closeAgents, lacks, ok, startServer, tempDir, type TestServer } from "./helpers.ts";
+import { call, cleanup, closeAgents, HAS_OPENSSL, lacks, ok, startServer, throwawayCertificate, until, type TestServer } from "./helpers.ts";
 import { RawClient } from "./raw-client.ts";
 
 const attackers: Socket[] = [];
@@ -21,14 +18,6 @@ afterAll(closeAgents);
 
 const ADDRESS = ok("004082ABCDEF");
 
-/** Waits, bounded, until `condition` holds. */
-async function until(condition: () => boolean, what: string, limitMs = 10_000): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`still not true after ${limitMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** Opens `n` connections that never send a byte; resolves when all are connected. */
 async function idleSockets(port: number, n: number): Promise<Socket[]> {
@@ -99,7 +88,7 @@ describe("with short timeouts", () => {
     const drippers = Array.from({ length: 5 }, () => slowloris(ts.port));
     const keepAlives = await Promise.all(Array.from({ length: 5 }, () => idleKeepAlive(ts.port)));
     expect((await call(ts, "GET", "/api/v1/device/0/address")).text).toBe(ADDRESS);
-    await until(() => [...silent, ...drippers].every(isClosed), "silent and slowloris sockets closed");
+    await until("silent and slowloris sockets closed", () => [...silent, ...drippers].every(isClosed));
     await Promise.all(keepAlives.map((client) => client.closed()));
     expect((await call(ts, "GET", "/api/v1/device/0/address")).text).toBe(ADDRESS);
   });
@@ -108,7 +97,7 @@ describe("with short timeouts", () => {
     const ts = await startServer({ server: { maxConnections: 4, headersTimeoutMs: 1_000, requestTimeoutMs: 1_000, keepAliveTimeoutMs: 1_000 } });
     const accepted = acceptedSockets(ts);
     const readers = await idleSockets(ts.port, 4);
-    await until(() => accepted.length === 4, "4 connections accepted");
+    await until("4 connections accepted", () => accepted.length === 4);
     // Whole requests in bursts, so that the server never holds half a request (which the header
     // timeout would cut): only the answers pile up, unread, until the server's buffers are full.
     const burst = "GET /api/v1/device HTTP/1.1\r\nHost: device\r\n\r\n".repeat(100);
@@ -128,14 +117,14 @@ describe("with short timeouts", () => {
       if (answer === undefined) await new Promise((resolve) => setTimeout(resolve, 250));
     }
     expect(answer).toBe(ADDRESS);
-    await until(() => accepted.slice(0, 4).every(isClosed), "the non-reading connections cut");
+    await until("the non-reading connections cut", () => accepted.slice(0, 4).every(isClosed));
   });
 
   it("spares a client that reads its answers late but keeps reading, however long its backlog lasts", async () => {
     const ts = await startServer({ server: { headersTimeoutMs: 1_000, requestTimeoutMs: 1_000, keepAliveTimeoutMs: 1_000 } });
     const accepted = acceptedSockets(ts);
     const [reader] = (await idleSockets(ts.port, 1)) as [Socket];
-    await until(() => accepted.length === 1, "the connection accepted");
+    await until("the connection accepted", () => accepted.length === 1);
     const served = accepted[0] as Socket;
     reader.pause();
     const burst = "GET /api/v1/device HTTP/1.1\r\nHost: device\r\n\r\n".repeat(100);
@@ -180,13 +169,8 @@ describe("a request in progress is never cut to make room", () => {
     expect((await call(ts, "GET", "/api/v1/properties/name", { rd: "rdKey1" })).text).toBe(ok("kept!"));
   });
 
-  const hasOpenssl = spawnSync("openssl", ["version"]).status === 0;
-  it.skipIf(lacks(hasOpenssl))("also over TLS, where the busy connection is a TLSSocket around the counted TCP socket", async () => {
-    const dir = await tempDir("apikeyd-tls-");
-    const [certFile, keyFile] = [join(dir, "cert.pem"), join(dir, "key.pem")];
-    execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-      "-subj", "/CN=apikeyd test", "-keyout", keyFile, "-out", certFile], { stdio: "ignore" });
-    const ts = await startServer({ server: { maxConnections: 8, tls: { cert: await readFile(certFile), key: await readFile(keyFile) } } });
+  it.skipIf(lacks(HAS_OPENSSL))("also over TLS, where the busy connection is a TLSSocket around the counted TCP socket", async () => {
+    const ts = await startServer({ server: { maxConnections: 8, tls: await throwawayCertificate() } });
     const dispatched = new Promise((resolve) => ts.server.once("request", resolve));
     const put = tls.connect({ port: ts.port, host: "127.0.0.1", rejectUnauthorized: false });
     attackers.push(put);
@@ -197,7 +181,7 @@ describe("a request in progress is never cut to make room", () => {
     await dispatched;
     await idleSockets(ts.port, 50);
     put.write("tls-k");
-    await until(() => received.endsWith(ok("tls-k")) || put.destroyed, "the PUT answered");
+    await until("the PUT answered", () => received.endsWith(ok("tls-k")) || put.destroyed);
     expect(received.endsWith(ok("tls-k"))).toBe(true);
   });
 });

@@ -8,17 +8,11 @@ import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { StartupError } from "../src/state/device.ts";
 import { loadDevice } from "../src/state/load-device.ts";
-import { cleanup, closeAgents, CONFIG_DIR, copyConfig, ROOT_DIR, tempDir } from "./helpers.ts";
+import { cleanup, closeAgents, CONFIG_DIR, copyConfig, ROOT_DIR, tempDir, seededState } from "./helpers.ts";
 
 afterEach(cleanup);
 afterAll(closeAgents);
 
-/** A state folder seeded by a first start on the factory config. */
-async function seededState(): Promise<string> {
-  const stateDir = await tempDir("apikeyd-state-");
-  await loadDevice({ configDir: CONFIG_DIR, stateDir });
-  return stateDir;
-}
 
 /** The StartupError a load throws (fails the test when it does not throw one). */
 async function refusal(configDir: string, stateDir: string): Promise<StartupError> {

@@ -10,7 +10,7 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { StartupError } from "../src/state/device.ts";
 import { loadDevice } from "../src/state/load-device.ts";
 import { BUNDLE, runCli } from "./cli-harness.ts";
-import { cleanup, CONFIG_DIR, ensureBuilt, lacks, tempDir } from "./helpers.ts";
+import { cleanup, CONFIG_DIR, ensureBuilt, lacks, tempDir, seededState } from "./helpers.ts";
 
 beforeAll(ensureBuilt);
 afterEach(cleanup);
@@ -18,11 +18,6 @@ afterEach(cleanup);
 const asRoot = process.getuid?.() === 0;
 const NOBODY = 65534;
 
-async function seededState(): Promise<string> {
-  const stateDir = await tempDir("apikeyd-state-");
-  await loadDevice({ configDir: CONFIG_DIR, stateDir });
-  return stateDir;
-}
 
 async function startRefusal(stateDir: string): Promise<string> {
   const error = await loadDevice({ configDir: CONFIG_DIR, stateDir }).then(

@@ -26,11 +26,21 @@ export function auditKeySet(trail: AuditTrail, factoryKeys: ReadonlySet<string>,
   return warnings;
 }
 
-/** Logs a `key-changed` event for each side whose key differs between two keyrings. */
+/** Logs a `key-changed` event for each side whose key differs between two keyrings, and a pair switched on or off. */
 export function auditKeyringChanges(trail: AuditTrail, before: Keyring, after: Keyring, context: LogFields): void {
   for (const [name, pair] of after) {
     for (const side of ["rd", "wr"] as const) {
       if (before.get(name)?.[side] !== pair[side]) auditKeyChange(trail, name, side, pair[side], context);
     }
+    const was = before.get(name)?.enabled ?? true;
+    if (was !== pair.enabled) trail.log.log("info", pair.enabled ? "pair enabled" : "pair disabled", { event: pair.enabled ? "pair-enabled" : "pair-disabled", ...context, pair: name });
   }
+}
+
+/**
+ * The warning that endpoints are open to anyone (an empty key): at every start, and whenever a key
+ * is emptied at runtime, the same line, naming every endpoint open now, never a key.
+ */
+export function warnOpenEndpoints(log: Logger, open: readonly string[]): void {
+  if (open.length > 0) log.log("warn", "endpoints open to anyone (an empty key); acceptable only before provisioning", { endpoints: open.join(",") });
 }

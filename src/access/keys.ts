@@ -2,13 +2,55 @@
 
 import { nodeCrypto } from "../common/lazy-crypto.ts";
 import { isObject, isValidKey, isValidValue, MAX_KEY_LENGTH } from "../state/schema.ts";
+import { expiresMs } from "./expires.ts";
+import { originsOf, type Origins } from "./origins.ts";
 
-/** One endpoint's pair, with the fixed-width slots that the constant-time comparison uses. */
-export interface KeyPair {
+/** Two keys and their slots. */
+export interface Keys {
   readonly rd: string;
   readonly wr: string;
   readonly rdSlot: Buffer;
   readonly wrSlot: Buffer;
+}
+
+/** When a pair last let a request in: kept in memory, updated in place (access/last-use.ts). */
+export interface UseRecord {
+  /** Milliseconds since the epoch; 0 never. */
+  ms: number;
+  /** The client's socket address, as node gives it. */
+  from: string;
+}
+
+/**
+ * One endpoint's pair, with the fixed-width slots that the constant-time comparison uses, and its
+ * life (docs/api.md §8) worked out once when the keyring is built, so that a request costs a few
+ * comparisons and no allocation.
+ */
+export interface KeyPair extends Keys {
+  readonly enabled: boolean;
+  /** When the pair stops opening (ms); Infinity: never. */
+  readonly expiresMs: number;
+  /** The addresses a right key may come from; undefined: any. */
+  readonly origins: Origins | undefined;
+  /** The keys a change replaced, opening until graceUntilMs; undefined: none. */
+  readonly previous: Keys | undefined;
+  readonly graceUntilMs: number;
+  /** A change waiting for confirmation reverts then (ms); Infinity: none pending. */
+  readonly confirmUntilMs: number;
+  /** Which keys the pending change set: a confirming request presents each (non-empty) one. */
+  readonly confirmRd: boolean;
+  readonly confirmWr: boolean;
+  /** No life rule applies (enabled, no expiry, any origin, no grace, nothing pending): the plain key check. */
+  readonly plain: boolean;
+  /** The pair's last use, the same object across keyrings. */
+  readonly use: UseRecord;
+}
+
+/** What the keyring takes from outside the document: the previous keys and the use records (access/key-life.ts). */
+export interface KeyringContext {
+  /** The previous keys of a pair, if a grace or a confirmation keeps them (checked against the pair's own members). */
+  previousOf(name: string, pair: Record<string, unknown>): { rd: string; wr: string } | undefined;
+  useOf(name: string, pair: Record<string, unknown>): UseRecord;
 }
 
 /** Endpoint name to its pair. */
@@ -71,21 +113,62 @@ export function keyringProblems(doc: unknown): string[] {
         problems.push(`/keys/${i}/${side}: a key is 0 to 128 printable ASCII characters without spaces`);
       }
     }
+    // The read-only members of revision 1 (docs/api.md §8), where present.
+    for (const member of ["changed", "lastUsed", "graceUntil", "confirmUntil"]) {
+      const v = pair[member];
+      if (v !== undefined && !(Number.isSafeInteger(v) && (v as number) >= 0)) problems.push(`/keys/${i}/${member}: must be a whole number of Unix seconds`);
+    }
+    const from = pair["lastUsedFrom"];
+    if (from !== undefined && (typeof from !== "string" || from.length > 64)) problems.push(`/keys/${i}/lastUsedFrom: must be an address`);
   });
   return problems;
 }
 
+/** The keys of two strings, with their slots. */
+export function keysOf(rd: string, wr: string): Keys {
+  return Object.freeze({ rd, wr, rdSlot: slotOf(rd), wrSlot: slotOf(wr) });
+}
+
 /** Builds the keyring from an `apikeys` document already checked by keyringProblems. */
-export function buildKeyring(doc: unknown): Keyring {
+export function buildKeyring(doc: unknown, context?: KeyringContext): Keyring {
   const ring = new Map<string, KeyPair>();
   if (!isObject(doc) || !Array.isArray(doc["keys"])) return ring;
   for (const pair of doc["keys"] as unknown[]) {
     if (!isObject(pair)) continue;
-    const rd = String(pair["rd"]);
-    const wr = String(pair["wr"]);
-    ring.set(String(pair["name"]), Object.freeze({ rd, wr, rdSlot: slotOf(rd), wrSlot: slotOf(wr) }));
+    const name = String(pair["name"]);
+    ring.set(name, buildPair(name, pair, context));
   }
   return ring;
+}
+
+function buildPair(name: string, pair: Record<string, unknown>, context: KeyringContext | undefined): KeyPair {
+  const keys = keysOf(String(pair["rd"]), String(pair["wr"]));
+  // Members of revision 0 pairs (a factory config not yet updated) take the values that change nothing.
+  const enabled = pair["enabled"] !== false;
+  const expires = (typeof pair["expires"] === "string" ? expiresMs(pair["expires"]) : undefined) ?? Infinity;
+  const origins = typeof pair["origins"] === "string" ? originsOf(pair["origins"]) : undefined;
+  const stored = context?.previousOf(name, pair);
+  const graceUntilMs = secondsMs(pair["graceUntil"]);
+  const confirmUntilMs = secondsMs(pair["confirmUntil"]) || Infinity;
+  const previous = stored !== undefined && graceUntilMs > 0 ? keysOf(stored.rd, stored.wr) : undefined;
+  const pending = stored !== undefined && confirmUntilMs !== Infinity;
+  return Object.freeze({
+    ...keys,
+    enabled,
+    expiresMs: expires,
+    origins,
+    previous,
+    graceUntilMs: previous === undefined ? 0 : graceUntilMs,
+    confirmUntilMs: pending ? confirmUntilMs : Infinity,
+    confirmRd: pending && stored.rd !== keys.rd,
+    confirmWr: pending && stored.wr !== keys.wr,
+    plain: enabled && expires === Infinity && origins === undefined && previous === undefined && !pending,
+    use: context?.useOf(name, pair) ?? { ms: 0, from: "" },
+  });
+}
+
+function secondsMs(value: unknown): number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value > 0 ? value * 1000 : 0;
 }
 
 /** A key header sent more than once: refused as a bad request rather than guessed at. */

@@ -59,6 +59,14 @@ function argvProblem(error: unknown, args: readonly string[], spec: ArgSpec): st
   const argument = (t: { index: number } | undefined): string => (t === undefined ? "an argument" : `argument ${t.index + 1}`);
   if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
     const token = tokens.find((t) => t.kind === "option" && !known(t));
+    const raw = token === undefined ? undefined : args[token.index];
+    const name = raw?.startsWith("--") === true ? raw.slice(2).split("=")[0] : undefined;
+    // Only a name that looks like one of ours is repeated, never its value: anything else may be a
+    // key typed without --rd= (`--SECRET`), and is named by its place alone.
+    if (name !== undefined && OPTION_NAME.test(name)) {
+      const near = nearest(name, Object.keys(spec));
+      return `unknown option --${name}${near === undefined ? "" : ` (did you mean --${near}?)`}`;
+    }
     return `${argument(token)} is not an option (a value that begins with "-" is given as --option=VALUE)`;
   }
   if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") {
@@ -76,4 +84,31 @@ function argvProblem(error: unknown, args: readonly string[], spec: ArgSpec): st
     }
   }
   return "malformed command line";
+}
+
+/** What an option name of ours looks like: lower-case words joined by "-". */
+const OPTION_NAME = /^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$/;
+
+/** The known name (option, command) closest to a mistyped one: at most two edits away, or one it begins; else none. */
+export function nearest(name: string, options: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const option of options) {
+    const distance = option.startsWith(name) && name.length >= 3 ? 1 : editDistance(name, option);
+    if (distance < bestDistance) [best, bestDistance] = [option, distance];
+  }
+  return best;
+}
+
+/** Levenshtein distance (insertions, deletions, substitutions), for short option names. */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next.push(Math.min((row[j] as number) + 1, (next[j - 1] as number) + 1, (row[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    }
+    row = next;
+  }
+  return row[b.length] as number;
 }

@@ -9,9 +9,10 @@ export interface Logger {
   log(level: LogLevel, message: string, fields?: LogFields): void;
   /**
    * One line per answered request (optional: library users and tests may leave it out). Positional
-   * arguments, so that the hot path builds no object: `pair` is the key pair that let it in, or "-".
+   * arguments, so that the hot path builds no object: `pair` is the key pair that let it in, or "-";
+   * `reason` is why a refused request was refused, in words (an error's detail), never a value sent.
    */
-  request?(client: string, method: string, path: string, status: number, ms: number, pair: string): void;
+  request?(client: string, method: string, path: string, status: number, ms: number, pair: string, reason?: string): void;
 }
 
 /** What a logger writes besides events. */
@@ -41,15 +42,17 @@ export function createLogger(format: LogFormat = "text", write: LineWriter = std
   if (options.requests !== true) return { log };
   return {
     log,
-    request(client, method, path, status, ms, pair) {
+    request(client, method, path, status, ms, pair, reason) {
       const time = timestamp();
       const duration = ms.toFixed(3);
       if (format === "json") {
         // Method, address and pair name cannot hold a quote (HTTP tokens, node's addresses, endpoint file names).
-        write(`{"time":"${time}","level":"info","msg":"request","client":"${client}","method":"${method}","path":${JSON.stringify(path)},"status":${status},"ms":${duration},"pair":"${pair}"}`);
+        const why = reason === undefined ? "" : `,"reason":${JSON.stringify(reason)}`;
+        write(`{"time":"${time}","level":"info","msg":"request","client":"${client}","method":"${method}","path":${JSON.stringify(path)},"status":${status},"ms":${duration},"pair":"${pair}"${why}}`);
         return;
       }
-      write(`${time} REQ   ${client} ${method} ${PLAIN_PATH.test(path) ? path : JSON.stringify(path)} ${status} ${duration}ms ${pair}`);
+      const why = reason === undefined ? "" : ` reason=${JSON.stringify(reason)}`;
+      write(`${time} REQ   ${client} ${method} ${PLAIN_PATH.test(path) ? path : JSON.stringify(path)} ${status} ${duration}ms ${pair}${why}`);
     },
   };
 }

@@ -19,7 +19,7 @@ const UTF8 = new TextDecoder("utf-8", { fatal: true });
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = req.headers["content-length"];
   if (declared !== undefined && Number(declared) > limit) {
-    return Promise.reject(new ApiError(ERRORS.BODY_TOO_LARGE));
+    return Promise.reject(new ApiError(ERRORS.BODY_TOO_LARGE, tooLarge(limit)));
   }
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -31,15 +31,15 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     };
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
-      if (size > limit) fail(new ApiError(ERRORS.BODY_TOO_LARGE));
+      if (size > limit) fail(new ApiError(ERRORS.BODY_TOO_LARGE, tooLarge(limit)));
       else chunks.push(chunk);
     };
     const onEnd = (): void => resolve(Buffer.concat(chunks, size));
     req.on("data", onData);
     req.on("end", onEnd);
-    req.on("error", () => fail(new ApiError(ERRORS.BAD_REQUEST)));
+    req.on("error", () => fail(new ApiError(ERRORS.BAD_REQUEST, BODY_CUT)));
     req.on("close", () => {
-      if (!req.complete) fail(new ApiError(ERRORS.BAD_REQUEST));
+      if (!req.complete) fail(new ApiError(ERRORS.BAD_REQUEST, BODY_CUT));
     });
   });
 }
@@ -50,8 +50,11 @@ export function bodyFormat(contentType: string | undefined): "form" | "json" {
   const mediaType = (contentType.split(";")[0] as string).trim().toLowerCase();
   if (mediaType === "application/x-www-form-urlencoded") return "form";
   if (mediaType === "application/json") return "json";
-  throw new ApiError(ERRORS.UNSUPPORTED_MEDIA_TYPE);
+  throw new ApiError(ERRORS.UNSUPPORTED_MEDIA_TYPE, "send the body as application/x-www-form-urlencoded (curl -d) or application/json");
 }
+
+const BODY_CUT = "the body ended before the length it announced";
+const tooLarge = (limit: number): string => `the body is over ${limit} bytes`;
 
 /** Decodes and parses a body; empty, malformed or duplicated fields are a bad request (9). */
 export function parseBody(format: "form" | "json", body: Buffer): Fields {
@@ -59,10 +62,10 @@ export function parseBody(format: "form" | "json", body: Buffer): Fields {
   try {
     text = UTF8.decode(body);
   } catch {
-    throw new ApiError(ERRORS.BAD_REQUEST);
+    throw new ApiError(ERRORS.BAD_REQUEST, "the body is not valid UTF-8");
   }
   const values = format === "form" ? parseForm(text) : parseJsonObject(text);
-  if (values.size === 0) throw new ApiError(ERRORS.BAD_REQUEST);
+  if (values.size === 0) throw new ApiError(ERRORS.BAD_REQUEST, "the body names no member: send member=value (form) or {\"member\": value} (JSON)");
   return { format, values };
 }
 
@@ -72,10 +75,10 @@ function parseForm(text: string): Map<string, unknown> {
   if (text === "") return values;
   for (const pair of text.split("&")) {
     const eq = pair.indexOf("=");
-    if (eq <= 0) throw new ApiError(ERRORS.BAD_REQUEST);
+    if (eq <= 0) throw new ApiError(ERRORS.BAD_REQUEST, "a form field is not member=value");
     const name = decodeFormComponent(pair.slice(0, eq));
     const value = decodeFormComponent(pair.slice(eq + 1));
-    if (name === "" || values.has(name)) throw new ApiError(ERRORS.BAD_REQUEST);
+    if (name === "" || values.has(name)) throw new ApiError(ERRORS.BAD_REQUEST, name === "" ? "a form field has no member name" : "a member is named twice in the body");
     values.set(name, value);
   }
   return values;
@@ -87,7 +90,7 @@ function decodeFormComponent(raw: string): string {
   try {
     return decodeURIComponent(spaced);
   } catch {
-    throw new ApiError(ERRORS.BAD_REQUEST);
+    throw new ApiError(ERRORS.BAD_REQUEST, "a form field has a malformed %-escape (send + & = % as %2B %26 %3D %25)");
   }
 }
 
@@ -97,11 +100,11 @@ function parseJsonObject(text: string): Map<string, unknown> {
   try {
     parsed = JSON.parse(text);
   } catch {
-    throw new ApiError(ERRORS.BAD_REQUEST);
+    throw new ApiError(ERRORS.BAD_REQUEST, "the body is not valid JSON");
   }
-  if (!isObject(parsed)) throw new ApiError(ERRORS.BAD_REQUEST);
+  if (!isObject(parsed)) throw new ApiError(ERRORS.BAD_REQUEST, "a JSON body is one object: {\"member\": value}");
   const names = topLevelNames(text);
-  if (names.length !== new Set(names).size) throw new ApiError(ERRORS.BAD_REQUEST);
+  if (names.length !== new Set(names).size) throw new ApiError(ERRORS.BAD_REQUEST, "a member is named twice in the body");
   return new Map(Object.entries(parsed));
 }
 

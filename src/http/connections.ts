@@ -7,13 +7,12 @@
 import * as http from "node:http";
 import type { Socket } from "node:net";
 import type { Logger } from "../common/log.ts";
-import { ERRORS, type CatalogueEntry } from "./errors.ts";
-import { ERROR_BODIES } from "./send.ts";
+import { errorEnvelope, ERRORS, type CatalogueEntry } from "./errors.ts";
 
 /** What the defences need of the pipeline: a way to hand it a request, to answer one with an error, and the log. */
 export interface PipelineHooks {
   readonly dispatch: (req: http.IncomingMessage, res: http.ServerResponse) => void;
-  readonly answerError: (req: http.IncomingMessage, res: http.ServerResponse, error: CatalogueEntry) => void;
+  readonly answerError: (req: http.IncomingMessage, res: http.ServerResponse, error: CatalogueEntry, detail: string) => void;
   readonly log: Logger;
 }
 
@@ -31,6 +30,7 @@ export function defendConnections(server: http.Server, limits: ConnectionLimits,
   cutStalledReaders(server, open, limits.requestTimeoutMs);
   routeSpecialRequests(server, hooks, limits.requestTimeoutMs);
   answerParserErrors(server, hooks);
+  answerPlainHttpOnTls(server);
 }
 
 // ---- Node's private fields, in one place ----------------------------------------------------------
@@ -194,12 +194,17 @@ function answerParserErrors(server: http.Server, hooks: PipelineHooks): void {
     const inFlight = responseInFlight(socket);
     if (inFlight && !inFlight.headersSent && !inFlight.req.complete && socket.writable && error.code?.startsWith("HPE_")) {
       answeredSockets.add(socket); // the parser's repeats of the error get no answer
-      hooks.answerError(inFlight.req, inFlight, ERRORS.BAD_REQUEST);
+      // A client that half-closes in the middle of its body ends the parser in mid-state (HPE_INVALID_EOF_STATE).
+      const cut = error.code === "HPE_INVALID_EOF_STATE";
+      hooks.answerError(inFlight.req, inFlight, ERRORS.BAD_REQUEST, cut ? "the body ended before the length it announced" : "the body is malformed HTTP (its chunked framing or length)");
       return;
     }
     answerClientError(error, socket, hooks.log);
   });
 }
+
+const MALFORMED_BODY = errorEnvelope(ERRORS.BAD_REQUEST, "the request is not well-formed HTTP/1.1, so the connection is closed");
+const HEADERS_TOO_LARGE_BODY = errorEnvelope(ERRORS.HEADERS_TOO_LARGE, "the request line and headers are over the limit (8 KiB by default)");
 
 function answerClientError(error: NodeJS.ErrnoException, socket: Socket, log: Logger): void {
   const code = error.code ?? "";
@@ -209,10 +214,11 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Socket, log: Lo
   }
   if (answeredSockets.has(socket)) return; // the parser repeats its error for every later chunk
   answeredSockets.add(socket);
-  const entry = code === "HPE_HEADER_OVERFLOW" ? ERRORS.HEADERS_TOO_LARGE : ERRORS.BAD_REQUEST;
+  const overflow = code === "HPE_HEADER_OVERFLOW";
+  const entry = overflow ? ERRORS.HEADERS_TOO_LARGE : ERRORS.BAD_REQUEST;
   // The parser's code names what was wrong (HPE_INVALID_METHOD ...); the bytes are never logged.
   log.log("warn", "request refused by the HTTP parser", { event: "parser-refused", client: socket.remoteAddress, reason: code || "unknown", status: entry.status });
-  const body = ERROR_BODIES.get(entry.code) as Buffer;
+  const body = overflow ? HEADERS_TOO_LARGE_BODY : MALFORMED_BODY;
   const answer =
     `HTTP/1.1 ${entry.status} ${http.STATUS_CODES[entry.status]}\r\nContent-Type: application/json\r\n` +
     `Content-Length: ${body.length}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body.toString()}`;
@@ -223,6 +229,24 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Socket, log: Lo
     else socket.destroy();
   };
   whenIdle();
+}
+
+const PLAIN_ON_TLS_BODY = "This port speaks HTTPS: use https:// instead of http://.\n";
+const PLAIN_ON_TLS =
+  `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(PLAIN_ON_TLS_BODY)}\r\n` +
+  `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${PLAIN_ON_TLS_BODY}`;
+
+/**
+ * A plain-HTTP request sent to the HTTPS port gets a short plain answer saying so, as well-known
+ * servers do, instead of an empty reply: OpenSSL recognises the request line (ERR_SSL_HTTP_REQUEST),
+ * and the answer goes on the TCP socket under the failed TLS one. It is not the JSON envelope: a
+ * client that does not speak TLS to the port is not speaking the API yet.
+ */
+function answerPlainHttpOnTls(server: http.Server): void {
+  server.on("tlsClientError", (error: NodeJS.ErrnoException, tlsSocket: Socket) => {
+    const tcp = tcpSocketOf(tlsSocket);
+    if (error.code === "ERR_SSL_HTTP_REQUEST" && tcp !== undefined && tcp.writable) tcp.end(PLAIN_ON_TLS);
+  });
 }
 
 // ---- Stopping -------------------------------------------------------------------------------------

@@ -25,6 +25,9 @@ export const ERRORS = Object.freeze({
   STORAGE: { code: 13, message: "JSON_ERROR_STORAGE", status: 503 },
   INTERNAL: { code: 14, message: "JSON_ERROR_INTERNAL", status: 500 },
   HEADERS_TOO_LARGE: { code: 15, message: "JSON_ERROR_HEADERS_TOO_LARGE", status: 431 },
+  KEY_INACTIVE: { code: 16, message: "JSON_ERROR_KEY_INACTIVE", status: 401 },
+  ORIGIN_DENIED: { code: 17, message: "JSON_ERROR_ORIGIN_DENIED", status: 403 },
+  IO: { code: 18, message: "JSON_ERROR_IO", status: 502 },
 } satisfies Record<string, CatalogueEntry>);
 
 /** The catalogue as a list ordered by code (the README's table is checked against it). */
@@ -32,10 +35,15 @@ export const CATALOGUE: readonly CatalogueEntry[] = Object.freeze(
   Object.values(ERRORS).sort((a, b) => a.code - b.code),
 );
 
-/** The one error class of the request pipeline; `extraHeaders` carries `Allow` or `Retry-After`. */
+/**
+ * The one error class of the request pipeline. `detail` is a short sentence that helps the client
+ * fix its request (docs/api.md §5): it never holds a value the client sent, a key, or anything
+ * behind a key the client does not hold. `extraHeaders` carries `Allow` or `Retry-After`.
+ */
 export class ApiError extends Error {
   constructor(
     readonly entry: CatalogueEntry,
+    readonly detail?: string,
     readonly extraHeaders?: Readonly<Record<string, string>>,
   ) {
     // An ApiError is an expected answer (a wrong key, a missing path), never a bug: its stack is
@@ -55,7 +63,8 @@ export function okEnvelope(dataJson: string): Buffer {
   return Buffer.from(ENVELOPE_OK_PREFIX + dataJson + "}");
 }
 
-/** The failure envelope of a catalogue entry: `data` is always null. */
-export function errorEnvelope(entry: CatalogueEntry): Buffer {
-  return Buffer.from(`{"meta":{"error":${entry.code},"message":"${entry.message}"},"data":null}`);
+/** The failure envelope of a catalogue entry: `data` is always null; `detail` follows `message` when there is one. */
+export function errorEnvelope(entry: CatalogueEntry, detail?: string): Buffer {
+  const more = detail === undefined ? "" : `,"detail":${JSON.stringify(detail)}`;
+  return Buffer.from(`{"meta":{"error":${entry.code},"message":"${entry.message}"${more}},"data":null}`);
 }

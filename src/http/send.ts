@@ -6,10 +6,12 @@ import { CATALOGUE, errorEnvelope } from "./errors.ts";
 /** The serialized error envelope of each catalogue code, made once. */
 export const ERROR_BODIES: ReadonlyMap<number, Buffer> = new Map(CATALOGUE.map((e) => [e.code, errorEnvelope(e)]));
 
-/** A request as our server builds it: when it arrived, and the name of the pair its keys matched. */
+/** A request as our server builds it: when it arrived, the name of the pair its keys matched, why it was refused. */
 export class Request extends http.IncomingMessage {
   readonly started = performance.now();
   pair = "-";
+  /** Why the request was refused, in words, for its log line. */
+  refusal: string | undefined = undefined;
 }
 
 const bodiesRead = new WeakSet<http.IncomingMessage>();
@@ -65,6 +67,8 @@ const MAX_LOGGED_PATH = 256;
 /** The path of a request target for the log: never the query string (it may hold anything). */
 export function loggedPath(url: string): string {
   const query = url.indexOf("?");
-  const path = query === -1 ? url : url.slice(0, query);
+  let path = query === -1 ? url : url.slice(0, query);
+  // An absolute-form target may carry "user:password@" before its host: never logged.
+  if (!path.startsWith("/") && path.includes("@")) path = path.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/).*@/, "$1***@");
   return path.length > MAX_LOGGED_PATH ? path.slice(0, MAX_LOGGED_PATH) + "..." : path;
 }

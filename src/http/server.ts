@@ -7,11 +7,13 @@ import * as http from "node:http";
 import { DEFAULT_THROTTLE, Throttle, type ThrottleOptions } from "../access/throttle.ts";
 import { SYSTEM_CLOCK, type Clock } from "../common/clock.ts";
 import { SILENT, type Logger } from "../common/log.ts";
+import type { OutputGate } from "../io/output-gate.ts";
 import type { Device } from "../state/device.ts";
 import { defendConnections, isClosing } from "./connections.ts";
 import { Pipeline } from "./pipeline.ts";
 import { Request } from "./send.ts";
 import { httpsModule } from "./tls.ts";
+import { WebHandler } from "../web/web-handler.ts";
 
 export { stopServer } from "./connections.ts";
 
@@ -33,8 +35,16 @@ export interface ServerOptions {
   readonly allowedHosts?: readonly string[];
   /** The clock of the `time` stamps of writes and of the throttle. */
   readonly clock?: Clock;
+  /** Milliseconds between two writes of the pairs' last use (docs/api.md §8; default 10 min). */
+  readonly lastUseIntervalMs?: number;
+  /** Milliseconds between two looks at the key deadlines (default 1 s; tests shorten it). */
+  readonly keyLifeTickMs?: number;
   /** When set, the server speaks HTTPS (node:https) with this certificate and key (PEM); same API. */
   readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /** The homepage's web root (docs/homepage.md); without it every page outside /api/ answers 404. */
+  readonly wwwDir?: string;
+  /** The I/O driver's gate on output writes (src/io/); without it, output writes commit at once. */
+  readonly outputs?: OutputGate;
 }
 
 export const DEFAULT_LIMITS = Object.freeze({
@@ -52,15 +62,21 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
   const limits = { ...DEFAULT_LIMITS, ...definedOnly(options) };
   const log = options.log ?? SILENT;
   const server = nodeServer(limits, options.tls, log.request !== undefined);
+  // One throttle for keys and passwords: a wrong password is a wrong key.
+  const throttle = new Throttle(options.throttle ?? DEFAULT_THROTTLE);
+  const clock = options.clock ?? SYSTEM_CLOCK;
+  const closing = (): boolean => isClosing(server);
   const pipeline = new Pipeline({
     device,
     log,
-    throttle: new Throttle(options.throttle ?? DEFAULT_THROTTLE),
-    clock: options.clock ?? SYSTEM_CLOCK,
+    throttle,
+    clock,
     maxBodyBytes: limits.maxBodyBytes,
     maxUrlBytes: limits.maxUrlBytes,
     allowedHosts: options.allowedHosts === undefined ? undefined : new Set(options.allowedHosts.map((h) => h.toLowerCase())),
-    closing: () => isClosing(server),
+    closing,
+    web: new WebHandler({ device, log, throttle, clock, wwwDir: options.wwwDir, closing }),
+    outputs: options.outputs,
   });
   // A pipelined request is parsed while the one before it is still being served. It waits for its
   // turn (node hands its answer the socket then), so that it is checked against every key and
@@ -70,6 +86,8 @@ export function createServer(device: Device, options: ServerOptions = {}): http.
     else pipeline.dispatch(req, res);
   };
   server.on("request", dispatch);
+  // Grace, confirmation and expiry run on the same clock as everything else (access/key-life.ts).
+  device.keyLife.start({ clock: options.clock ?? SYSTEM_CLOCK, log, lastUseIntervalMs: options.lastUseIntervalMs, tickMs: options.keyLifeTickMs });
   defendConnections(server, limits, { dispatch, answerError: pipeline.answerError, log });
   return server;
 }

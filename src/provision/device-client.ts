@@ -102,6 +102,8 @@ function parseAnswer(res: http.IncomingMessage, text: string): DeviceAnswer {
     envelope = undefined;
   }
   const meta = (envelope as { meta?: { error?: unknown } } | undefined)?.meta;
+  // apikeyd's own answer to plain HTTP on its HTTPS port (older devices reset the connection instead).
+  if (status === 400 && text.startsWith("This port speaks HTTPS")) throw new DeviceError(SPEAKS_HTTPS);
   if (typeof meta?.error !== "number") throw new DeviceError(`answered HTTP ${status} without the MKC envelope; not an apikeyd/MKC device?`);
   const retryAfter = Number(res.headers["retry-after"]);
   return {
@@ -111,6 +113,8 @@ function parseAnswer(res: http.IncomingMessage, text: string): DeviceAnswer {
     retryAfterS: Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : undefined,
   };
 }
+
+const SPEAKS_HTTPS = "the device serves HTTPS on that port: write it https://HOST:PORT in the inventory";
 
 /** `plain`: the request went over plain HTTP, so a reset may be a TLS port. */
 function networkReason(error: NodeJS.ErrnoException, plain: boolean): string {

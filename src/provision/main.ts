@@ -16,10 +16,16 @@ import { InventoryError, parseInventory, type InventoryDevice } from "./inventor
 import { Journal, JournalError, readJournal, type Intent } from "./journal.ts";
 import { DEFAULT_DEVICE_THROTTLE, type DeviceThrottle } from "./pacing.ts";
 import { Progress } from "./progress.ts";
-import { provisionDevice, type DeviceOutcome } from "./rotate.ts";
+import { DEFAULT_CONFIRM_S, provisionDevice, type ChangeSettings, type DeviceOutcome } from "./rotate.ts";
+import { MAX_CONFIRM_S, MAX_GRACE_S, MIN_CONFIRM_S } from "../access/key-life.ts";
+import { isValidExpires } from "../access/expires.ts";
+import { isValidValue } from "../state/schema.ts";
 import { readSecrets, SecretsFile, SecretsFileError } from "./secrets-file.ts";
+import { runDiscover } from "./discover.ts";
 
 const USAGE = `Usage: node dist/provision.js --inventory FILE --out FILE [options]
+       node dist/provision.js --rotate --out FILE [--inventory FILE] [options]
+       node dist/provision.js --discover [--timeout S] [--out FILE] [--ca FILE]
 
 Gives every key pair of every device in FILE fresh random keys (the apikeys pair last), checks
 each change, and records the new keys in the output file (merged, mode 0600). Safe to kill at any
@@ -38,10 +44,23 @@ instant: run it again with the same arguments to finish.
                          or the devices' own self-signed certificates), instead of Node's built-in
                          list of public CAs. Certificates are always checked, their name or IP too
   --concurrency N        devices worked on at once (default 4, at most 64)
+  --confirm S            each change is sent with confirm=S (10 to 3600, default 120): the device
+                         goes back to the old keys unless the tool's checks present the new ones
+                         within S seconds, so a run killed mid-way leaves keys the journal knows
+  --grace S              the replaced keys keep working S more seconds (0 to 604800, default 0)
+  --label TEXT           the label of each pair rotated (0 to 64 characters)
+  --expires DATE         "YYYY-MM-DD HH:MM:SS" (UTC): each pair rotated, except apikeys, expires then
+  --rotate               give fresh keys again to devices this tool provisioned before, their
+                         current keys taken from the output file; without --inventory, every
+                         device of the output file
   --dry-run              read the devices and say what would change; change nothing
   --device-throttle N/S  the devices block an address after N wrong keys in S seconds (default 10/60);
                          the tool stays under it when it tries stale keys after an interruption
   --timeout S            seconds to wait for each answer (default 10)
+  --discover             find the devices of the LAN by mDNS/DNS-SD (_http._tcp, _https._tcp),
+                         confirm each with GET /api/v1/device, and print an inventory of their
+                         hosts (no keys), or write it to a new --out FILE; --timeout S is how
+                         long to listen (default 5)
   --help                 this text
 
 Exit status: 0 all devices done, 1 some device failed (named in the summary), 2 nothing was done.`;
@@ -52,16 +71,29 @@ const DEFAULT_TIMEOUT_S = 10;
 
 /** The command line, checked. */
 interface Settings {
-  readonly inventory: string;
+  /** Undefined only with --rotate: the devices are then those of the output file. */
+  readonly inventory: string | undefined;
   readonly out: string;
+  readonly rotate: boolean;
   readonly concurrency: number;
   readonly dryRun: boolean;
   readonly throttle: DeviceThrottle;
   readonly timeoutMs: number;
   readonly ca: string | undefined;
+  readonly change: ChangeSettings;
 }
 
-function parseSettings(argv: string[]): Settings | "help" {
+/** --discover's command line. */
+interface DiscoverSettings {
+  readonly discover: true;
+  readonly timeoutMs: number;
+  readonly out: string | undefined;
+  readonly ca: string | undefined;
+}
+
+const DEFAULT_DISCOVER_S = 5;
+
+function parseSettings(argv: string[]): Settings | DiscoverSettings | "help" {
   const { values } = parseArgv(
     argv,
     {
@@ -72,14 +104,34 @@ function parseSettings(argv: string[]): Settings | "help" {
       "dry-run": { type: "boolean" },
       "device-throttle": { type: "string" },
       timeout: { type: "string" },
+      confirm: { type: "string" },
+      grace: { type: "string" },
+      label: { type: "string" },
+      expires: { type: "string" },
+      discover: { type: "boolean" },
+      rotate: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     { positionals: false },
   );
   if (values["help"] === true) return "help";
+  if (values["discover"] === true) {
+    for (const other of ["inventory", "concurrency", "dry-run", "device-throttle", "rotate"]) {
+      if (values[other] !== undefined) throw new UsageError(`--${other} does not go with --discover`);
+    }
+    if (values["out"] === "" || values["ca"] === "") throw new UsageError("--out and --ca take a FILE");
+    return {
+      discover: true,
+      timeoutMs: optionalNumber(values["timeout"], DEFAULT_DISCOVER_S, "timeout", 1, 600) * 1000,
+      out: typeof values["out"] === "string" ? values["out"] : undefined,
+      ca: typeof values["ca"] === "string" ? values["ca"] : undefined,
+    };
+  }
   const inventory = values["inventory"];
   const out = values["out"];
-  if (typeof inventory !== "string" || inventory === "") throw new UsageError("--inventory FILE is required");
+  const rotate = values["rotate"] === true;
+  // --rotate takes its devices and their keys from the output file; an inventory may narrow them.
+  if (inventory === "" || (typeof inventory !== "string" && !rotate)) throw new UsageError("--inventory FILE is required (or --rotate, to rotate the devices of --out again)");
   if (typeof out !== "string" || out === "") throw new UsageError("--out FILE is required");
   const concurrency = optionalNumber(values["concurrency"], DEFAULT_CONCURRENCY, "concurrency", 1, MAX_CONCURRENCY);
   const timeoutS = optionalNumber(values["timeout"], DEFAULT_TIMEOUT_S, "timeout", 1, 600);
@@ -94,7 +146,27 @@ function parseSettings(argv: string[]): Settings | "help" {
   }
   const ca = values["ca"];
   if (ca === "") throw new UsageError("--ca takes a FILE");
-  return { inventory, out, concurrency, dryRun: values["dry-run"] === true, throttle, timeoutMs: timeoutS * 1000, ca: typeof ca === "string" ? ca : undefined };
+  const label = values["label"];
+  const expires = values["expires"];
+  if (typeof label === "string" && !isValidValue({ kind: "label" }, label)) throw new UsageError("--label takes 0 to 64 characters, no control characters");
+  if (typeof expires === "string" && !isValidExpires(expires)) throw new UsageError('--expires takes a real date and time in UTC, "YYYY-MM-DD HH:MM:SS"');
+  const change: ChangeSettings = {
+    confirmS: optionalNumber(values["confirm"], DEFAULT_CONFIRM_S, "confirm", MIN_CONFIRM_S, MAX_CONFIRM_S),
+    graceS: optionalNumber(values["grace"], 0, "grace", 0, MAX_GRACE_S),
+    ...(typeof label === "string" ? { label } : {}),
+    ...(typeof expires === "string" ? { expires } : {}),
+  };
+  return {
+    inventory: typeof inventory === "string" ? inventory : undefined,
+    out,
+    rotate,
+    concurrency,
+    dryRun: values["dry-run"] === true,
+    throttle,
+    timeoutMs: timeoutS * 1000,
+    ca: typeof ca === "string" ? ca : undefined,
+    change,
+  };
 }
 
 
@@ -133,24 +205,24 @@ async function pool<T, R>(items: readonly T[], limit: number, work: (item: T) =>
 }
 
 async function run(settings: Settings): Promise<number> {
-  const devices = parseInventory(await readFile(settings.inventory, "utf8").catch((error: NodeJS.ErrnoException) => {
-    throw new InventoryError(error.code === "ENOENT" ? "no such file" : error.message);
-  }));
+  const outPath = resolve(settings.out);
+  const devices = settings.inventory !== undefined ? await readInventory(settings.inventory) : await devicesOfOutput(outPath);
   const ca = settings.ca === undefined ? undefined : await readCaFile(settings.ca);
   if (ca !== undefined && !devices.some((d) => d.scheme === "https")) {
     process.stderr.write("warning: --ca is given, but no device in the inventory is written https://...; all are reached over plain HTTP\n");
   }
-  const outPath = resolve(settings.out);
   // Keys go only into a folder where nobody else can swap the files (files.ts explains).
   await checkOutputFolder(dirname(outPath));
   let lock: PidLock | undefined;
+  const tally = { done: 0, failed: 0, total: devices.length };
   if (!settings.dryRun) {
     lock = acquireLock(`${outPath}.lock`);
     // A kill needs no cleanup (that is the point of the journal), but a Ctrl-C should not leave
-    // the lock behind for the next run to puzzle over.
+    // the lock behind for the next run to puzzle over, nor the user wondering what was done.
     const held = lock;
     for (const signal of ["SIGINT", "SIGTERM"] as const) {
       process.once(signal, () => {
+        process.stderr.write(`\n${interrupted(tally)}\n`);
         held.release();
         process.exit(signal === "SIGINT" ? 130 : 143);
       });
@@ -186,6 +258,7 @@ async function run(settings: Settings): Promise<number> {
         { device, recorded: secrets.get(device.host), intents: byHost.get(device.host) ?? [] },
         {
           dryRun: settings.dryRun,
+          rotate: settings.rotate,
           timeoutMs: settings.timeoutMs,
           throttle: settings.throttle,
           ca,
@@ -193,9 +266,12 @@ async function run(settings: Settings): Promise<number> {
           record: (host, keys, complete) => secrets.record(host, keys, complete),
           event: (host, message) => progress.event(host, message),
           taken,
+          change: settings.change,
         },
       );
       progress.finish(device.host, describe(outcome), outcome.status === "failed");
+      if (outcome.status === "failed") tally.failed++;
+      else tally.done++;
       return { device, outcome };
     });
     progress.close();
@@ -207,11 +283,29 @@ async function run(settings: Settings): Promise<number> {
       const unresolved = journal.intents.filter((i) => !finished.has(i.host));
       if (unresolved.length !== journal.intents.length || unresolved.length === 0) await journal.rewrite(unresolved);
     }
-    return summarize(settings, outPath, outcomes);
+    // An output file from an earlier run holds keys too; one this run never wrote, and that did not exist, is not named.
+    return summarize(settings, outPath, secrets.written || mode !== undefined, outcomes);
   } finally {
     await journal?.close();
     lock?.release();
   }
+}
+
+async function readInventory(path: string): Promise<InventoryDevice[]> {
+  const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
+    throw new InventoryError(error.code === "ENOENT" ? "no such file" : error.message);
+  });
+  return parseInventory(text);
+}
+
+/**
+ * --rotate without --inventory: every host of the output file, as written there. Their current
+ * keys are the file's (rotate.ts tries them first), so no inventory has to be made by hand.
+ */
+async function devicesOfOutput(outPath: string): Promise<InventoryDevice[]> {
+  const { hosts } = await readSecrets(outPath);
+  if (hosts.size === 0) throw new SecretsFileError(`${outPath} holds no device to rotate again; give an --inventory for a first run`);
+  return parseInventory(JSON.stringify([...hosts.keys()]));
 }
 
 /**
@@ -232,7 +326,17 @@ async function removeStaleTempFiles(outPath: string): Promise<void> {
   }
 }
 
-function summarize(settings: Settings, outPath: string, outcomes: ReadonlyArray<{ device: InventoryDevice; outcome: DeviceOutcome }>): number {
+/** What an interrupted run did, and what finishes it (a re-run: the journal knows the changes under way). */
+function interrupted(tally: { done: number; failed: number; total: number }): string {
+  const left = tally.total - tally.done - tally.failed;
+  return (
+    `Interrupted: ${tally.done} of ${tally.total} devices done, ${tally.failed} failed, ${left} not finished. ` +
+    "Keys already changed are in the output file or its journal; run again with the same arguments to finish."
+  );
+}
+
+/** The end of a run: what happened to each device, and where the keys are (only if they were written). */
+function summarize(settings: Settings, outPath: string, written: boolean, outcomes: ReadonlyArray<{ device: InventoryDevice; outcome: DeviceOutcome }>): number {
   const failed = outcomes.filter((o) => o.outcome.status === "failed");
   const lines: string[] = [];
   const count = (n: number, what: string): string => `${n} ${what}${n === 1 ? "" : "s"}`;
@@ -253,17 +357,19 @@ function summarize(settings: Settings, outPath: string, outcomes: ReadonlyArray<
     );
   }
   if (failed.length > 0) {
-    lines.push("Failed (the other devices were done; run again with the same arguments to retry these):");
+    const others = failed.length < outcomes.length ? "the other devices were done; " : "";
+    lines.push(`Failed (${others}run again with the same arguments to retry these):`);
     for (const { device, outcome } of failed) lines.push(`  ${device.host}: ${outcome.status === "failed" ? outcome.reason : ""}`);
   }
-  if (!settings.dryRun) lines.push(`Keys: ${outPath} (mode 0600). It is the only copy of them: keep it safe, keep a backup.`);
+  if (!settings.dryRun && written) lines.push(`Keys: ${outPath} (mode 0600). It is the only copy of them: keep it safe, keep a backup.`);
+  else if (!settings.dryRun) lines.push("No keys were changed, so no output file was written.");
   // Pair names and reasons may hold what a device sent: no control character reaches the terminal.
   process.stdout.write(lines.map(printable).join("\n") + "\n");
   return failed.length > 0 ? 1 : 0;
 }
 
 async function main(): Promise<number> {
-  let settings: Settings | "help";
+  let settings: Settings | DiscoverSettings | "help";
   try {
     settings = parseSettings(process.argv.slice(2));
   } catch (error) {
@@ -274,10 +380,19 @@ async function main(): Promise<number> {
     process.stdout.write(USAGE + "\n");
     return 0;
   }
+  if ("discover" in settings) {
+    try {
+      const ca = settings.ca === undefined ? undefined : await readCaFile(settings.ca);
+      return await runDiscover({ timeoutMs: settings.timeoutMs, out: settings.out, ca }, process.stdout, process.stderr);
+    } catch (error) {
+      process.stderr.write(`provision: ${printable((error as Error).message)}\n`);
+      return 2;
+    }
+  }
   try {
     return await run(settings);
   } catch (error) {
-    if (error instanceof InventoryError) process.stderr.write(`provision: inventory ${printable(settings.inventory)}: ${printable(error.message)}\n`);
+    if (error instanceof InventoryError) process.stderr.write(`provision: inventory ${printable(settings.inventory ?? settings.out)}: ${printable(error.message)}\n`);
     else if (error instanceof LockError || error instanceof UnsafeFileError || error instanceof SecretsFileError || error instanceof JournalError || error instanceof CaFileError) {
       process.stderr.write(`provision: ${printable(error.message)}\n`);
     } else process.stderr.write(`provision: ${printable((error as Error).message)}\n`);

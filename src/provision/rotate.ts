@@ -30,6 +30,8 @@ export interface DeviceJob {
 /** The run's collaborators and settings. */
 export interface RotateContext {
   readonly dryRun: boolean;
+  /** --rotate: pairs that already hold the keys of the output file get fresh ones all the same. */
+  readonly rotate?: boolean;
   readonly timeoutMs: number;
   readonly throttle: DeviceThrottle;
   /** PEM certificates trusted for HTTPS devices instead of Node's default roots (--ca). */
@@ -42,7 +44,23 @@ export interface RotateContext {
   event(host: string, message: string): void;
   /** Keys already in use anywhere in this run; new keys are checked against it. */
   readonly taken: Set<string>;
+  /** How each change is sent (docs/provisioning.md): confirm-or-revert window, grace, label, expiry. */
+  readonly change?: ChangeSettings;
 }
+
+/** What the tool asks of each change besides the keys (docs/api.md §8). */
+export interface ChangeSettings {
+  /** Seconds the device waits for the new keys to be presented before it reverts (10 to 3600). */
+  readonly confirmS: number;
+  /** Seconds the replaced keys keep opening (0: none). */
+  readonly graceS: number;
+  readonly label?: string;
+  /** `YYYY-MM-DD HH:MM:SS` (UTC); never sent for the apikeys pair, which the device refuses to expire. */
+  readonly expires?: string;
+}
+
+/** Two minutes to confirm: several times what checking a change takes, short enough that a killed run's device is back on known keys soon. */
+export const DEFAULT_CONFIRM_S = 120;
 
 /** How a device ended. `changed` names the pairs whose new keys this run set or confirmed. */
 export type DeviceOutcome =
@@ -57,6 +75,9 @@ class DeviceFailure extends Error {}
 interface DevicePair extends Pair {
   readonly name: string;
   readonly index: number;
+  /** The key life's members (docs/api.md §8), where the device has them: previous keys still open, a change not yet confirmed. */
+  readonly graceUntil?: number;
+  readonly confirmUntil?: number;
 }
 
 const API = "/api/v1/";
@@ -120,10 +141,15 @@ class DeviceRun {
 
       // Once the apikeys pair is one only we know, nothing sent with an older one can land any
       // more; read everything back once and record exactly what the device now holds.
-      // Every pair must hold exactly the keys just set or confirmed: then no old key opens anything.
+      // Every pair must hold exactly the keys just set or confirmed: then no old key opens anything
+      // (unless a grace was asked for: the previous keys of a pair in grace still open, unshown),
+      // and no change waits for a confirmation that would take it back.
       const final = await this.readPairs(this.confirmed.get(APIKEYS) as Pair);
       if (final === undefined) continue;
       if (!final.every((p) => samePair(p, this.confirmed.get(p.name)))) continue;
+      const graceAsked = (this.ctx.change?.graceS ?? 0) > 0;
+      const pending = final.find((p) => this.changed.has(p.name) && ((p.confirmUntil ?? 0) !== 0 || (!graceAsked && (p.graceUntil ?? 0) !== 0)));
+      if (pending !== undefined) throw new DeviceFailure(`${pending.name}: read back, its new keys are ${(pending.confirmUntil ?? 0) !== 0 ? "still waiting for their confirmation" : "set, but its previous keys are still in a grace period"}; re-run to finish`);
       if (this.changed.size > 0) this.ctx.event(this.host, `read back with the new apikeys key: every pair holds exactly its new keys`);
       const keys = new Map<string, Pair>(final.map((p) => [p.name, { rd: p.rd, wr: p.wr }]));
       const recorded = this.job.recorded;
@@ -179,7 +205,8 @@ class DeviceRun {
       if (typeof o?.["name"] !== "string" || typeof o["rd"] !== "string" || typeof o["wr"] !== "string") {
         throw new DeviceFailure(`its apikeys document has a malformed pair at index ${index}`);
       }
-      return { name: o["name"], rd: o["rd"], wr: o["wr"], index };
+      const life = (member: string): number | undefined => (typeof o[member] === "number" ? (o[member] as number) : undefined);
+      return { name: o["name"], rd: o["rd"], wr: o["wr"], index, graceUntil: life("graceUntil"), confirmUntil: life("confirmUntil") };
     });
   }
 
@@ -193,11 +220,16 @@ class DeviceRun {
     const rotate: string[] = [];
     const confirm: string[] = [];
     for (const p of this.ordered(pairs)) {
-      if (samePair(p, this.job.recorded?.get(p.name))) continue;
+      if (this.isRecorded(p)) continue;
       if (this.landedIntent(p) !== undefined) confirm.push(p.name);
       else rotate.push(p.name);
     }
     return { status: "planned", rotate, confirm };
+  }
+
+  /** Whether the pair holds the keys the output file has for it, and may keep them (not --rotate). */
+  private isRecorded(p: DevicePair): boolean {
+    return this.ctx.rotate !== true && samePair(p, this.job.recorded?.get(p.name));
   }
 
   /** The journal line whose new keys the pair holds: a change made by a run that did not check it. */
@@ -210,14 +242,14 @@ class DeviceRun {
     let auth = start;
     for (const p of this.ordered(pairs)) {
       if (samePair(p, this.confirmed.get(p.name))) continue;
-      if (samePair(p, this.job.recorded?.get(p.name))) {
+      if (this.isRecorded(p)) {
         this.confirmed.set(p.name, { rd: p.rd, wr: p.wr });
         continue;
       }
       const landed = this.landedIntent(p);
       if (landed !== undefined) {
         this.ctx.event(this.host, `${p.name}: found the keys of an interrupted change; checking them`);
-        await this.verify(p.name, newPair(landed));
+        if ((await this.verify(p.name, newPair(landed))) === "no endpoint") await this.settle(p, auth, newPair(landed));
         this.accept(p.name, newPair(landed));
         continue;
       }
@@ -226,7 +258,9 @@ class DeviceRun {
       const intent: Intent = { host: this.host, endpoint: p.name, oldRd: p.rd, oldWr: p.wr, newRd: fresh.rd, newWr: fresh.wr };
       await this.ctx.journal(intent);
       this.intents.push(intent);
-      const a = await this.send("PUT", `${API}${APIKEYS}/keys/${p.index}`, { rd: auth.rd, wr: auth.wr, form: { rd: fresh.rd, wr: fresh.wr } });
+      // Sent with confirm: unless the checks below present the new keys in time, the device goes
+      // back to the old ones, which the journal line holds, so a killed run leaves no unknown keys.
+      const a = await this.send("PUT", `${API}${APIKEYS}/keys/${p.index}`, { rd: auth.rd, wr: auth.wr, form: this.changeForm(p.name, fresh) });
       // 401/403: the apikeys pair is no longer the one we read (a late request, another client);
       // 1: the pair is gone. Either way, read the device again.
       if (a.status === 401 || a.status === 403 || a.error === 1) return "restart";
@@ -235,10 +269,32 @@ class DeviceRun {
       if (now?.["name"] !== p.name) throw new DeviceFailure(`its pair ${p.index} is no longer ${p.name}; re-run to finish`);
       if (now["rd"] !== fresh.rd || now["wr"] !== fresh.wr) throw new DeviceFailure(`answered the change of ${p.name} with other keys than were sent`);
       if (p.name === APIKEYS) auth = fresh;
-      await this.verify(p.name, fresh);
+      if ((await this.verify(p.name, fresh)) === "no endpoint") await this.settle(p, auth, fresh);
       this.accept(p.name, fresh);
     }
     return "converged";
+  }
+
+  /** The form of a change: the new keys, the confirmation window, and what --grace, --label and --expires ask. */
+  private changeForm(name: string, fresh: Pair): Record<string, string> {
+    const change = this.ctx.change;
+    const form: Record<string, string> = { rd: fresh.rd, wr: fresh.wr };
+    if (change === undefined) return form;
+    form["confirm"] = String(change.confirmS);
+    if (change.graceS > 0) form["grace"] = String(change.graceS);
+    if (change.label !== undefined) form["label"] = change.label;
+    if (change.expires !== undefined && name !== APIKEYS) form["expires"] = change.expires;
+    return form;
+  }
+
+  /**
+   * A pair without an endpoint cannot be confirmed by a request on it: its keys are sent again
+   * without confirm, which ends the pending confirmation (a later change of a pair ends it).
+   */
+  private async settle(p: DevicePair, auth: Pair, fresh: Pair): Promise<void> {
+    if (this.ctx.change === undefined) return;
+    const a = await this.send("PUT", `${API}${APIKEYS}/keys/${p.index}`, { rd: auth.rd, wr: auth.wr, form: { rd: fresh.rd, wr: fresh.wr } });
+    if (a.status !== 200 || a.error !== 0) throw new DeviceFailure(`refused to keep the new keys of ${p.name} (HTTP ${a.status}, error ${a.error})`);
   }
 
   private accept(name: string, keys: Pair): void {
@@ -256,17 +312,19 @@ class DeviceRun {
    * each pair holds, and provision() reads it back with the new `apikeys` key at the end and
    * records the device only if every pair holds exactly the new keys.
    */
-  private async verify(name: string, fresh: Pair): Promise<void> {
+  private async verify(name: string, fresh: Pair): Promise<"checked" | "no endpoint"> {
     const path = API + encodeURIComponent(name);
     const read = await this.send("GET", path, { rd: fresh.rd });
     if (read.status === 404) {
       // A pair without an endpoint: nothing to check it against but the apikeys document.
       this.ctx.event(this.host, `${name}: no such endpoint; checked through the apikeys document only`);
-      return;
+      return "no endpoint";
     }
     if (read.status !== 200) throw new DeviceFailure(`${name}: the new read key does not read (HTTP ${read.status}, error ${read.error})`);
+    // Both new keys presented: this request also confirms a change sent with confirm.
     const write = await this.send("PUT", path, { rd: fresh.rd, wr: fresh.wr, form: {} });
     if (!passedKeyCheck(write)) throw new DeviceFailure(`${name}: the new write key is refused (HTTP ${write.status}, error ${write.error})`);
+    return "checked";
   }
 
   /** Two keys never used before in this run nor found on the device. */

@@ -56,6 +56,8 @@ export async function readSecrets(path: string, tighten = false): Promise<{ host
 /** The output file, held in memory and rewritten whole on each change (serialized). */
 export class SecretsFile {
   private queue: Promise<unknown> = Promise.resolve();
+  /** Whether this run has written the file (the summary names it only then). */
+  written = false;
 
   constructor(
     readonly path: string,
@@ -77,6 +79,7 @@ export class SecretsFile {
       const next = new Map(this.hosts);
       next.set(host, new Map(complete ? keys : [...(this.hosts.get(host) ?? []), ...keys]));
       await writeFileDurably(NODE_FS, dirname(this.path), basename(this.path), serialize(next));
+      this.written = true;
       this.hosts = next;
     };
     const done = this.queue.then(work);

@@ -4,12 +4,14 @@
  */
 
 import { join } from "node:path";
+import type { PreviousEntry } from "../access/key-deadlines.ts";
+import { KeyLife } from "../access/key-life.ts";
 import { buildKeyring, type Keyring } from "../access/keys.ts";
 import { deepFreeze, type Json } from "./documents.ts";
 import { wireEndpoints } from "./endpoint-wiring.ts";
 import { keepSavedEntries } from "./live-data.ts";
 import type { Schema } from "./schema.ts";
-import { readStateFile } from "./state-file.ts";
+import { fileText, readStateFile } from "./state-file.ts";
 import type { CommitQueue, StoreFs } from "./store.ts";
 
 /** The endpoint that is always open and read-only (docs/api.md §3). */
@@ -53,6 +55,10 @@ export class Device {
   readonly #persist: ReadonlyMap<string, (doc: Json) => string>;
   /** File writes under way (commits, and the rewrites that follow a failed one). */
   #writesInFlight = 0;
+  /** The life of the key pairs (docs/api.md §8): previous keys, deadlines, last use; the one writer of `apikeys`. */
+  readonly keyLife: KeyLife;
+  /** Told of every commit (and every document a reload swaps in): see onCommit. */
+  readonly #commitListeners = new Set<(endpoint: string, doc: Json) => void>();
 
   constructor(
     readonly schema: Schema,
@@ -62,10 +68,20 @@ export class Device {
     fs: StoreFs,
     /** The key of the fingerprints that audit lines give keys (access/fingerprint-secret.ts). */
     readonly fingerprintSecret: Buffer,
+    /** The keys that grace periods and pending confirmations keep (`<state>/previous.keys`). */
+    previous: Map<string, PreviousEntry> = new Map(),
   ) {
+    this.keyLife = new KeyLife(stateDir, fs, fingerprintSecret, schema, previous, () => this.rebuildKeyring());
     const wired = wireEndpoints(stored, factory, schema, stateDir, fs, {
       committed: (name, doc) => {
-        if (name === APIKEYS_ENDPOINT) this.#keyring = buildKeyring(doc);
+        if (name === APIKEYS_ENDPOINT) this.#keyring = buildKeyring(doc, this.keyLife.context);
+        for (const listener of this.#commitListeners) {
+          try {
+            listener(name, doc);
+          } catch {
+            // A listener's fault is its own: the commit stands.
+          }
+        }
       },
       writing: (delta) => {
         this.#writesInFlight += delta;
@@ -73,11 +89,34 @@ export class Device {
     });
     this.endpoints = wired.endpoints;
     this.#persist = wired.persist;
+    const apikeys = this.endpoints.get(APIKEYS_ENDPOINT);
+    if (apikeys !== undefined) this.keyLife.attach(apikeys.docs);
+  }
+
+  /** Builds the keyring again from the committed `apikeys` (the previous keys changed). */
+  private rebuildKeyring(): void {
+    const apikeys = this.endpoints.get(APIKEYS_ENDPOINT);
+    if (apikeys !== undefined) this.#keyring = buildKeyring(apikeys.docs.committed, this.keyLife.context);
+  }
+
+  /** A clean stop: the use records written, every change under way on disk. */
+  async close(): Promise<void> {
+    await this.keyLife.stop();
+    await this.idle();
   }
 
   /** The key pairs by endpoint name, as committed. */
   get keyring(): Keyring {
     return this.#keyring;
+  }
+
+  /**
+   * Calls `listener` after each commit of any endpoint's document (a PUT, a reload), with the
+   * committed document. Returns the function that stops it.
+   */
+  onCommit(listener: (endpoint: string, doc: Json) => void): () => void {
+    this.#commitListeners.add(listener);
+    return () => this.#commitListeners.delete(listener);
   }
 
   /** Resolves once every change under way is on disk (for a clean stop). */
@@ -102,7 +141,8 @@ export class Device {
         const file = await readStateFile(this.stateDir, name, this.factory.get(name) as Json, this.schema);
         if (file.status === "missing") problems.push(`${join(this.stateDir, name + ".json")}: missing (a restart seeds it from the factory default)`);
         else if (file.status === "invalid") problems.push(...file.problems);
-        else if (file.text !== this.#persist.get(name)?.(before.get(name) as Json)) files.set(name, file.doc);
+        // By content, not by bytes: a file a technician saved in another layout has not changed.
+        else if (fileText(file.doc) !== this.#persist.get(name)?.(before.get(name) as Json)) files.set(name, file.doc);
       }
       if (problems.length > 0) throw new ReloadError(problems.join("\n"));
       // From here on nothing awaits, so no request runs in between. A write that committed or is

@@ -1,6 +1,7 @@
 /**
  * Live documents (docs/api.md §6, `data`): held in memory, starting from the factory values at every
- * start, except the entries whose flag in a sibling document (`process` entry *i*, `save`) is true.
+ * start, except the entries whose flag in a sibling document (`process` entry *i*, `save`) is true:
+ * their written members and time stamp are kept.
  */
 
 import { cloneJson, TYPE_NAME, type Json } from "./documents.ts";
@@ -29,9 +30,16 @@ export function keepSavedEntries(
     const saved = sourceEntries[i];
     if (!isObject(flagHolder) || flagHolder[rule.saveFlag.member] !== true) return;
     if (!isObject(entry) || !isObject(saved) || saved[TYPE_NAME] !== entry[TYPE_NAME]) return;
-    entries[i] = saved;
+    // What is saved is the written value and its time stamp; the rest (a point's `error`) is live
+    // state, kept at the factory's value on disk and at start.
     const typeName = entry[TYPE_NAME];
-    const stamp = typeof typeName === "string" ? schema.types.get(typeName)?.stamp : undefined;
+    const typeRule = typeof typeName === "string" ? schema.types.get(typeName) : undefined;
+    const stamp = typeRule?.stamp;
+    const kept: Record<string, Json> = { ...entry };
+    for (const member of Object.keys(entry)) {
+      if ((typeRule?.writable.has(member) === true || member === stamp) && saved[member] !== undefined) kept[member] = saved[member] as Json;
+    }
+    entries[i] = kept;
     if (stamp === undefined) return;
     const root = result as Record<string, Json>;
     const savedTime = saved[stamp];

@@ -7,6 +7,7 @@
 
 import { join } from "node:path";
 import { FingerprintSecretError, loadFingerprintSecret } from "../access/fingerprint-secret.ts";
+import { readPreviousKeys } from "../access/key-deadlines.ts";
 import { loadFactory } from "./config-folder.ts";
 import { DEVICE_ENDPOINT, Device, StartupError } from "./device.ts";
 import type { Json } from "./documents.ts";
@@ -33,7 +34,8 @@ export async function loadDevice(options: LoadOptions): Promise<Device> {
   const secret = await loadFingerprintSecret(options.stateDir, { create: true, warn }).catch((error: unknown) => {
     throw error instanceof FingerprintSecretError ? new StartupError(error.message) : error;
   });
-  return new Device(schema, factory, options.stateDir, stored, fs, secret);
+  const previous = await readPreviousKeys(options.stateDir, warn);
+  return new Device(schema, factory, options.stateDir, stored, fs, secret, previous);
 }
 
 /**

@@ -3,8 +3,11 @@
  * The rules are data (`device-config/schema/*.json`), so a vendor adds a type without touching code.
  */
 
+import { isValidExpires } from "../access/expires.ts";
+import { isValidOrigins } from "../access/origins.ts";
+
 /** The kinds of value a writable member can hold. */
-export type Kind = "string" | "integer" | "number" | "boolean" | "ipv4" | "port" | "key";
+export type Kind = "string" | "integer" | "number" | "boolean" | "ipv4" | "port" | "key" | "label" | "expires" | "origins";
 
 /** How one writable member converts and what values it accepts. */
 export interface MemberRule {
@@ -40,7 +43,9 @@ export interface Schema {
 export const DEFAULT_MAX_STRING_LENGTH = 255;
 export const MAX_KEY_LENGTH = 128;
 
-const KINDS: ReadonlySet<string> = new Set<Kind>(["string", "integer", "number", "boolean", "ipv4", "port", "key"]);
+const KINDS: ReadonlySet<string> = new Set<Kind>(["string", "integer", "number", "boolean", "ipv4", "port", "key", "label", "expires", "origins"]);
+/** A pair's `label` (docs/api.md §8): at most this many characters, the string rule's characters. */
+export const MAX_LABEL_LENGTH = 64;
 const INTEGER_TEXT = /^-?(?:0|[1-9][0-9]*)$/;
 const NUMBER_TEXT = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
 const OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
@@ -69,6 +74,12 @@ export function isValidValue(rule: MemberRule, value: unknown): boolean {
       );
     case "key":
       return isValidKey(value);
+    case "label":
+      return typeof value === "string" && value.length <= MAX_LABEL_LENGTH && !CONTROL.test(value);
+    case "expires":
+      return isValidExpires(value);
+    case "origins":
+      return isValidOrigins(value);
     case "ipv4":
       return typeof value === "string" && IPV4.test(value);
     case "boolean":
@@ -86,6 +97,39 @@ function inRange(rule: MemberRule, n: number): boolean {
   return (rule.min === undefined || n >= rule.min) && (rule.max === undefined || n <= rule.max);
 }
 
+/** What a member takes, in words, for an error's detail: "an integer from 1 to 65535". */
+export function describeRule(rule: MemberRule): string {
+  switch (rule.kind) {
+    case "string":
+      return `text of at most ${rule.maxLength ?? DEFAULT_MAX_STRING_LENGTH} characters, without control characters`;
+    case "key":
+      return `a key: 0 to ${MAX_KEY_LENGTH} printable ASCII characters without spaces (0x21 to 0x7E)`;
+    case "ipv4":
+      return "an IPv4 address in dotted-quad form, e.g. 192.168.15.100";
+    case "boolean":
+      return "true or false (or 1 or 0)";
+    case "port":
+      return "an integer from 1 to 65535";
+    case "integer":
+      return `an integer${range(rule)}`;
+    case "number":
+      return `a number${range(rule)}`;
+    case "label":
+      return `text of at most ${MAX_LABEL_LENGTH} characters, without control characters`;
+    case "expires":
+      return 'a date and time in UTC, "YYYY-MM-DD HH:MM:SS", or "" for never';
+    case "origins":
+      return 'a comma-separated list of IPv4/IPv6 addresses and CIDR ranges (at most 32), or "" for any address';
+  }
+}
+
+function range(rule: MemberRule): string {
+  if (rule.min !== undefined && rule.max !== undefined) return ` from ${rule.min} to ${rule.max}`;
+  if (rule.min !== undefined) return ` of at least ${rule.min}`;
+  if (rule.max !== undefined) return ` of at most ${rule.max}`;
+  return "";
+}
+
 /** Sentinel for a value that does not convert. */
 export const INVALID: unique symbol = Symbol("invalid");
 
@@ -96,6 +140,9 @@ export function convertText(rule: MemberRule, text: string): unknown {
     case "string":
     case "key":
     case "ipv4":
+    case "label":
+    case "expires":
+    case "origins":
       value = text;
       break;
     case "boolean":

@@ -38,16 +38,17 @@ export async function readStateFile(stateDir: string, name: string, factoryDoc: 
     if (code === "ELOOP") return { status: "invalid", problems: [`${path}: is a symbolic link; a state file must be a plain file (replace the link by the file it points to)`] };
     return { status: "invalid", problems: [`${path}: cannot be read (${code})`] };
   }
-  let doc: Json;
+  let parsed: unknown;
   try {
-    doc = JSON.parse(text) as Json;
+    parsed = JSON.parse(text);
   } catch {
     return { status: "invalid", problems: [`${path}: not valid JSON (a damaged state file; see "Recovery" in docs/operations.md)`] };
   }
-  const root = rootProblem(doc, factoryDoc);
+  const root = rootProblem(parsed, factoryDoc);
   if (root !== undefined) return { status: "invalid", problems: [`${path}: ${root}`] };
-  const read = doc;
-  doc = upgradeRevisions(doc, factoryDoc);
+  // JSON.parse makes nothing but JSON values; the shape rules below check the rest.
+  const read = parsed as Json;
+  const doc = upgradeRevisions(read, factoryDoc);
   const problems = shapeProblems(doc, schema).map((p) => `${path}: ${p}`);
   if (name === APIKEYS_ENDPOINT) problems.push(...keyringProblems(doc).map((p) => `${path}: ${p}`));
   if (problems.length > 0) return { status: "invalid", problems };

@@ -74,6 +74,10 @@ export class CommitQueue<T> {
   private queue: Waiter[] = [];
   private flushing = false;
   private onDisk: string | undefined;
+  /** Counts change() calls, so that a flush can tell whether `latest` was staged on during its write. */
+  private staged = 0;
+  /** Live edits made while a flush writes (applyLive): replayed on the document that flush commits. */
+  private liveDuringFlush: Array<(doc: T) => T> | undefined;
 
   constructor(
     initial: T,
@@ -101,10 +105,29 @@ export class CommitQueue<T> {
   /** Stages `next` (built from `latest`) and resolves once it is durable and visible. */
   change(next: T): Promise<void> {
     this.latestDoc = next;
+    this.staged++;
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ resolve, reject });
       if (!this.flushing) void this.flush();
     });
+  }
+
+  /**
+   * Applies `edit` at once, in memory only: for changes that do not alter what the document is
+   * stored as (the live values of docs/api.md §6, reported by the I/O driver). Readers see it at
+   * once and onCommit runs (cached answers are dropped); a change staged or being written meanwhile
+   * gets the edit too, so its commit, or its failure, keeps it. Returns false and changes nothing
+   * when the edit would alter the stored text: such a change must go through change().
+   */
+  applyLive(edit: (doc: T) => T): boolean {
+    const committed = edit(this.committedDoc);
+    if (committed === this.committedDoc) return true;
+    if (this.persist(committed) !== this.persist(this.committedDoc)) return false;
+    this.latestDoc = this.latestDoc === this.committedDoc ? committed : edit(this.latestDoc);
+    this.committedDoc = committed;
+    this.liveDuringFlush?.push(edit);
+    this.onCommit(committed);
+    return true;
   }
 
   /** Resolves once nothing is waiting for the disk. */
@@ -125,7 +148,9 @@ export class CommitQueue<T> {
     while (this.queue.length > 0) {
       const batch = this.queue;
       this.queue = [];
-      const doc = this.latestDoc;
+      let doc = this.latestDoc;
+      const stagedBefore = this.staged;
+      this.liveDuringFlush = [];
       try {
         const text = this.persist(doc);
         if (text !== undefined && text !== this.onDisk) {
@@ -133,6 +158,7 @@ export class CommitQueue<T> {
           this.onDisk = text;
         }
       } catch (error) {
+        this.liveDuringFlush = undefined;
         // Everything staged since was built on this change: it fails with it.
         const failed = batch.concat(this.queue);
         this.queue = [];
@@ -141,6 +167,10 @@ export class CommitQueue<T> {
         for (const w of failed) w.reject(error);
         continue;
       }
+      // Live edits made during the write apply to what it committed (they are not in its text).
+      for (const edit of this.liveDuringFlush) doc = edit(doc);
+      this.liveDuringFlush = undefined;
+      if (this.staged === stagedBefore) this.latestDoc = doc;
       if (doc !== this.committedDoc) {
         this.committedDoc = doc;
         this.onCommit(doc);

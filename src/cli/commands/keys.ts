@@ -14,6 +14,8 @@ import { fileText, readStateFile } from "../../state/state-file.ts";
 import { cloneJson, shapeProblems, TYPE_NAME, type Json } from "../../state/documents.ts";
 import { convertText, INVALID, isObject, isValidKey } from "../../state/schema.ts";
 import { NODE_FS, writeFileDurably } from "../../state/store.ts";
+import { readPreviousKeys, writePreviousKeys } from "../../access/key-deadlines.ts";
+import { printable } from "../../common/printable.ts";
 import { CommandError, orRefuse, takeStateFolder, type CommandIo } from "./shared.ts";
 
 // Keys never hold a space, so this marker cannot be mistaken for one.
@@ -29,15 +31,52 @@ export async function keysShow(configDir: string, stateDir: string, io: CommandI
   }
   if (file.status === "missing") io.err(`no ${APIKEYS_ENDPOINT}.json in ${stateDir} yet: these are the factory pairs, which the first start copies there`);
   const pairs = pairsOf(file.status === "ok" ? file.doc : factoryDoc);
-  const rows = [["pair", "rd", "wr"], ...pairs.map((p) => [p.name, p.rd === "" ? EMPTY_KEY : p.rd, p.wr === "" ? EMPTY_KEY : p.wr])];
-  const widths = [0, 1].map((c) => Math.max(...rows.map((r) => (r[c] as string).length)));
-  for (const r of rows) io.out(`${(r[0] as string).padEnd(widths[0] as number)}  ${(r[1] as string).padEnd(widths[1] as number)}  ${r[2]}`);
+  const keys = [["pair", "rd", "wr"], ...pairs.map((p) => [p.name, p.rd === "" ? EMPTY_KEY : p.rd, p.wr === "" ? EMPTY_KEY : p.wr])];
+  // Then the life of each pair (docs/api.md §8); times in UTC, as `expires` is written.
+  const life = [
+    ["pair", "enabled", "expires", "origins", "last used", "from", "grace until", "confirm until", "keys changed", "label"],
+    ...pairs.map((p) => [
+      p.name,
+      p.enabled ? "yes" : "NO",
+      p.expires === "" ? "never" : p.expires,
+      p.origins === "" ? "any" : p.origins.replace(/ /g, ""),
+      utc(p.lastUsed),
+      p.lastUsedFrom === "" ? "-" : p.lastUsedFrom,
+      utc(p.graceUntil),
+      utc(p.confirmUntil),
+      utc(p.changed),
+      printable(p.label),
+    ]),
+  ];
+  printTable(keys, io);
+  io.out("");
+  printTable(life, io);
   return 0;
 }
 
-/** `keys set <pair> [--rd=KEY] [--wr=KEY]`: changes one pair on disk, with the API's key rule. */
-export async function keysSet(configDir: string, stateDir: string, name: string, keys: { rd: string | undefined; wr: string | undefined }, io: CommandIo): Promise<number> {
-  if (keys.rd === undefined && keys.wr === undefined) throw new CommandError("keys set <pair> [--rd=KEY] [--wr=KEY]: needs --rd=KEY, --wr=KEY or both", 2);
+/** Columns padded to their widest cell, two spaces apart; the last one as it is. */
+function printTable(rows: string[][], io: CommandIo): void {
+  const widths = (rows[0] as string[]).map((_, c) => Math.max(...rows.map((r) => (r[c] as string).length)));
+  for (const r of rows) io.out(r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c] as number))).join("  "));
+}
+
+/** Unix seconds as `YYYY-MM-DD HH:MM:SS` (UTC); "-" for 0. */
+function utc(seconds: number): string {
+  return seconds > 0 ? new Date(seconds * 1000).toISOString().slice(0, 19).replace("T", " ") : "-";
+}
+
+/** The members of a pair's life that `keys set` takes, as typed on the command line. */
+export type LifeChanges = Partial<Record<"label" | "enabled" | "expires" | "origins", string>>;
+
+/**
+ * `keys set <pair> [--rd=KEY] [--wr=KEY] [--label=T] [--enabled=B] [--expires=D] [--origins=L]`:
+ * changes one pair on disk, with the API's rules for each member. Offline, every member may be set,
+ * the `apikeys` pair's `enabled` and `expires` too (docs/api.md §8). A change of a key ends the
+ * pair's grace or pending confirmation.
+ */
+export async function keysSet(configDir: string, stateDir: string, name: string, keys: { rd?: string | undefined; wr?: string | undefined } & LifeChanges, io: CommandIo): Promise<number> {
+  const named = (["rd", "wr", "label", "enabled", "expires", "origins"] as const).filter((m) => keys[m] !== undefined);
+  if (named.length === 0) throw new CommandError("keys set <pair> [--rd=KEY] [--wr=KEY]: needs --rd=KEY, --wr=KEY or both, or --label, --enabled, --expires, --origins", 2);
   const { schema, factory } = await orRefuse(loadFactory(configDir));
   const lock = await takeStateFolder(stateDir, "keys set");
   try {
@@ -54,24 +93,41 @@ export async function keysSet(configDir: string, stateDir: string, name: string,
     const changes: Array<["rd" | "wr", string]> = [];
     if (keys.rd !== undefined) changes.push(["rd", keys.rd]);
     if (keys.wr !== undefined) changes.push(["wr", keys.wr]);
-    for (const [side, text] of changes) {
-      const rule = rules?.get(side);
-      if (rule === undefined) throw new CommandError(`${side} of ${String(pair[TYPE_NAME])} is not writable`);
-      const value = convertText(rule, text);
+    const before = { ...pair };
+    for (const member of named) {
+      const rule = rules?.get(member);
+      if (rule === undefined) throw new CommandError(`${member} of ${String(pair[TYPE_NAME])} is not writable`);
+      const value = convertText(rule, keys[member] as string);
       // The message never repeats the key: it may be a near miss of a real one.
-      if (value === INVALID) throw new CommandError(`--${side}: a key is 0 to 128 printable ASCII characters without spaces (0x21 to 0x7E)`);
-      pair[side] = value as string;
+      if (value === INVALID) throw new CommandError(`--${member}: ${LIFE_RULES[member]}`);
+      pair[member] = value as Json;
+    }
+    if (changes.length > 0 && "changed" in pair) {
+      // A change of keys, offline: stamped, and any grace or pending confirmation of the pair ends.
+      pair["changed"] = Math.floor(Date.now() / 1000);
+      pair["graceUntil"] = 0;
+      pair["confirmUntil"] = 0;
     }
     const problems = [...shapeProblems(doc, schema), ...keyringProblems(doc)];
     if (problems.length > 0) throw new CommandError(`the changed ${APIKEYS_ENDPOINT}.json would be invalid: ${problems.join("; ")}`);
     // Before the change: a key changed without its audit line would be worse than no change.
     const secret = await orRefuseSecret(loadFingerprintSecret(stateDir, { create: true, warn: (m) => io.log.log("warn", m) }));
     await writeFileDurably(NODE_FS, stateDir, `${APIKEYS_ENDPOINT}.json`, fileText(doc));
+    if (changes.length > 0) await forgetPreviousKeys(stateDir, name, io);
     for (const [side, key] of changes) {
       const warnings = auditKeySet({ log: io.log, secret }, factoryKeysOf(factoryDoc), name, side, key, { source: "keys-set" });
       for (const w of warnings) io.err(`warning: ${w.message}`);
     }
-    io.out(`${name}: ${changes.map(([side]) => side).join(" and ")} changed in ${stateDir}/${APIKEYS_ENDPOINT}.json`);
+    if (before["enabled"] !== pair["enabled"]) {
+      io.log.log("info", pair["enabled"] === true ? "pair enabled" : "pair disabled", { event: pair["enabled"] === true ? "pair-enabled" : "pair-disabled", source: "keys-set", pair: name });
+    }
+    for (const member of ["expires", "origins", "label"] as const) {
+      if (before[member] !== pair[member]) io.log.log("info", `pair ${member} changed`, { event: "pair-changed", source: "keys-set", pair: name, member });
+    }
+    if (name === APIKEYS_ENDPOINT && (pair["enabled"] === false || (pair["expires"] ?? "") !== "")) {
+      io.err("warning: the apikeys pair is switched off or expires: key management over HTTP stops then (keys set can undo it)");
+    }
+    io.out(`${name}: ${named.length === 1 ? named[0] : `${named.slice(0, -1).join(", ")} and ${named.at(-1)}`} changed in ${stateDir}/${APIKEYS_ENDPOINT}.json`);
     return 0;
   } finally {
     lock.release();
@@ -112,7 +168,54 @@ export function keysGenerate(io: CommandIo): number {
   return 0;
 }
 
-function pairsOf(doc: unknown): Array<{ name: string; rd: string; wr: string }> {
+/** What each flag of `keys set` takes, for its refusal (never the value typed). */
+const LIFE_RULES = {
+  rd: "a key is 0 to 128 printable ASCII characters without spaces (0x21 to 0x7E)",
+  wr: "a key is 0 to 128 printable ASCII characters without spaces (0x21 to 0x7E)",
+  label: "0 to 64 characters, no control characters",
+  enabled: "true, false, 1 or 0",
+  expires: 'a real date and time in UTC, "YYYY-MM-DD HH:MM:SS", or "" for never',
+  origins: 'a comma-separated list of IPv4/IPv6 addresses and CIDR ranges, or "" for any',
+} as const;
+
+/** Drops a pair's previous keys (its grace or pending confirmation ended with an offline change). */
+async function forgetPreviousKeys(stateDir: string, name: string, io: CommandIo): Promise<void> {
+  const entries = await readPreviousKeys(stateDir, (m) => io.log.log("warn", m));
+  if (!entries.delete(name)) return;
+  await writePreviousKeys(NODE_FS, stateDir, entries);
+}
+
+interface PairRow {
+  name: string;
+  rd: string;
+  wr: string;
+  label: string;
+  enabled: boolean;
+  expires: string;
+  origins: string;
+  changed: number;
+  lastUsed: number;
+  lastUsedFrom: string;
+  graceUntil: number;
+  confirmUntil: number;
+}
+
+function pairsOf(doc: unknown): PairRow[] {
   const keys = isObject(doc) && Array.isArray(doc["keys"]) ? (doc["keys"] as unknown[]) : [];
-  return keys.filter(isObject).map((p) => ({ name: String(p["name"]), rd: String(p["rd"]), wr: String(p["wr"]) }));
+  const text = (v: unknown): string => (typeof v === "string" ? v : "");
+  const seconds = (v: unknown): number => (typeof v === "number" ? v : 0);
+  return keys.filter(isObject).map((p) => ({
+    name: String(p["name"]),
+    rd: String(p["rd"]),
+    wr: String(p["wr"]),
+    label: text(p["label"]),
+    enabled: p["enabled"] !== false,
+    expires: text(p["expires"]),
+    origins: text(p["origins"]),
+    changed: seconds(p["changed"]),
+    lastUsed: seconds(p["lastUsed"]),
+    lastUsedFrom: text(p["lastUsedFrom"]),
+    graceUntil: seconds(p["graceUntil"]),
+    confirmUntil: seconds(p["confirmUntil"]),
+  }));
 }

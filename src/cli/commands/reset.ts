@@ -9,6 +9,7 @@ import { loadFactory } from "../../state/config-folder.ts";
 import { APIKEYS_ENDPOINT } from "../../state/device.ts";
 import { fileText } from "../../state/state-file.ts";
 import { NODE_FS, writeFileDurably } from "../../state/store.ts";
+import { removePreviousKeys } from "../../access/key-deadlines.ts";
 import { CommandError, orRefuse, takeStateFolder, type CommandIo } from "./shared.ts";
 
 /** Runs the reset after the technician's yes (or --yes). */
@@ -30,6 +31,8 @@ export async function reset(configDir: string, stateDir: string, flags: { keysOn
   const lock = await takeStateFolder(stateDir, "reset");
   try {
     for (const name of names) await writeFileDurably(NODE_FS, stateDir, `${name}.json`, fileText(factory.get(name)));
+    // The keys that grace periods and pending confirmations kept go with the keys they served.
+    await removePreviousKeys(stateDir);
   } finally {
     lock.release();
   }

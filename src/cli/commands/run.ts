@@ -1,5 +1,6 @@
 /** The field-service commands: `node dist/apikeyd.js <command> ...` instead of serving. */
 
+import { nearest } from "../argv.ts";
 import type { Options } from "../options.ts";
 import { check } from "./check.ts";
 import { keysFingerprint, keysGenerate, keysSet, keysShow } from "./keys.ts";
@@ -42,6 +43,8 @@ function dispatch(options: Options, io: CommandIo): Promise<number> {
       const given = flag === "keysOnly" || flag === "yes" ? options[flag] : options[flag] !== undefined;
       if (given && !onlyFlags.includes(flag)) throw new CommandError(`${USAGE[name]}: takes no --${flag === "keysOnly" ? "keys-only" : flag}`, 2);
     }
+    const life = Object.keys(options.life)[0];
+    if (life !== undefined && name !== "keys set") throw new CommandError(`${USAGE[name]}: takes no --${life}`, 2);
   };
   if (command === "keys" && sub === "show") {
     expect("keys show", 2, []);
@@ -49,7 +52,7 @@ function dispatch(options: Options, io: CommandIo): Promise<number> {
   }
   if (command === "keys" && sub === "set") {
     expect("keys set", 3, ["rd", "wr"]);
-    return keysSet(options.configDir, options.stateDir, rest[0] as string, { rd: options.rd, wr: options.wr }, io);
+    return keysSet(options.configDir, options.stateDir, rest[0] as string, { rd: options.rd, wr: options.wr, ...options.life }, io);
   }
   if (command === "keys" && sub === "generate") {
     expect("keys generate", 2, []);
@@ -68,5 +71,8 @@ function dispatch(options: Options, io: CommandIo): Promise<number> {
     const tls = options.tlsCert !== undefined && options.tlsKey !== undefined ? { cert: options.tlsCert, key: options.tlsKey } : undefined;
     return check(options.configDir, options.stateDir, tls, io);
   }
-  throw new CommandError(`unknown command; the commands are: ${Object.keys(USAGE).join(", ")}`, 2);
+  // The nearest command is named, never what was typed (it may be a key).
+  const typed = options.command.slice(0, command === "keys" ? 2 : 1).join(" ");
+  const near = nearest(typed, Object.keys(USAGE));
+  throw new CommandError(`unknown command${near === undefined ? "" : ` (did you mean ${near}?)`}; the commands are: ${Object.keys(USAGE).join(", ")}`, 2);
 }
