@@ -5,13 +5,18 @@
  * device simply is not advertised.
  */
 
-import * as dgram from "node:dgram";
+import type * as dgram from "node:dgram";
+import { createRequire } from "node:module";
 import * as os from "node:os";
 import type { Logger } from "../common/log.ts";
 import { DEVICE_ENDPOINT, type Device } from "../state/device.ts";
 import type { Json } from "../state/documents.ts";
 import { readIdentity } from "./names.ts";
 import { MDNS_PORT, Responder, type Link, type Transport } from "./responder.ts";
+
+// node:dgram is loaded when mDNS starts, not at every start (`npm run bench`, start to listening).
+const loadBuiltin = createRequire("/"); // any absolute path: built-ins never resolve from disk
+const loadDgram = (): typeof dgram => loadBuiltin("node:dgram") as typeof dgram;
 
 export const MDNS_GROUP_V4 = "224.0.0.251";
 export const MDNS_GROUP_V6 = "ff02::fb";
@@ -86,8 +91,8 @@ class DgramTransport implements Transport {
     readonly onPacket: (msg: Buffer, from: { address: string; port: number }) => void,
     readonly log: Logger,
   ) {
-    this.v4 = dgram.createSocket({ type: "udp4", reuseAddr: true });
-    this.v6 = withV6 ? dgram.createSocket({ type: "udp6", reuseAddr: true, ipv6Only: true }) : undefined;
+    this.v4 = loadDgram().createSocket({ type: "udp4", reuseAddr: true });
+    this.v6 = withV6 ? loadDgram().createSocket({ type: "udp6", reuseAddr: true, ipv6Only: true }) : undefined;
     for (const socket of [this.v4, this.v6]) {
       socket?.on("message", (msg, rinfo) => {
         try {

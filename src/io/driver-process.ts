@@ -4,9 +4,14 @@
  * its standard error logged within bounds, and restarted with back-off whenever it ends.
  */
 
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { createRequire } from "node:module";
 import type { Logger } from "../common/log.ts";
 import { LineSplitter, LINES_PER_TURN, MAX_LINE_BYTES, MAX_QUEUED_LINES } from "./protocol.ts";
+
+// node:child_process is loaded when a driver is started, not at every start (`npm run bench`).
+const loadBuiltin = createRequire("/"); // any absolute path: built-ins never resolve from disk
+const loadChildProcess = (): typeof import("node:child_process") => loadBuiltin("node:child_process") as typeof import("node:child_process");
 
 /** When a driver that ended is started again. */
 export interface Backoff {
@@ -80,7 +85,7 @@ export class DriverProcess {
     const { log, handlers } = this.options;
     let child: ChildProcess;
     try {
-      child = spawn(program, args, { stdio: ["pipe", "pipe", "pipe"], env: this.options.env(), detached: true });
+      child = loadChildProcess().spawn(program, args, { stdio: ["pipe", "pipe", "pipe"], env: this.options.env(), detached: true });
     } catch (error) {
       log.log("error", "I/O driver cannot be started", { program, detail: (error as NodeJS.ErrnoException).code ?? String(error) });
       this.scheduleRestart();
