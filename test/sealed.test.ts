@@ -188,7 +188,7 @@ describe("setting keys", () => {
       await before.body.text();
       expect(before.statusCode).toBe(200);
       const a = await put(ts, "/api/v1/apikeys/keys/6", "rd=generate&wr=generate");
-      const pair = a.json?.data as Record<string, string>;
+      const pair = a.json?.data as { rd: string; wr: string };
       expect(pair.rd).toMatch(/^[A-Za-z0-9_-]{32}$/);
       expect(pair.wr).toMatch(/^[A-Za-z0-9_-]{32}$/);
       expect(pair.rd).not.toBe(pair.wr);
@@ -217,7 +217,7 @@ describe("setting keys", () => {
   it("generate works unsealed too, and in JSON; the literal \"generate\" is never stored", async () => {
     const { ts } = await sealedServer();
     const a = await put(ts, "/api/v1/apikeys/keys/6", { rd: "generate" });
-    const rd = (a.json?.data as Record<string, string>).rd;
+    const rd = (a.json?.data as { rd: string }).rd;
     expect(rd).toMatch(/^[A-Za-z0-9_-]{32}$/);
     expect((await get(ts, "/api/v1/apikeys/keys/6/rd")).text).toBe(ok(rd));
     expect((await get(ts, "/api/v1/data/time", { rd })).status).toBe(200);
@@ -252,7 +252,7 @@ describe("setting keys", () => {
     const { ts, now, lines } = await sealedServer();
     await seal(ts);
     const a = await put(ts, "/api/v1/apikeys/keys/6", "rd=generate&wr=generate&confirm=30");
-    const fresh = a.json?.data as Record<string, string>;
+    const fresh = a.json?.data as { rd: string; wr: string };
     expect((await get(ts, "/api/v1/data/time", { rd: fresh.rd })).status).toBe(200);
     // A read confirms rd only; the change of wr waits. Past the deadline: back to the factory keys (as digests).
     now.ms += 31_000;
