@@ -5,7 +5,7 @@
 //
 // Knobs (environment): BENCH_DURATION seconds per run (3), BENCH_ROUNDS (5), BENCH_WARMUP seconds (1),
 // BENCH_CONNECTIONS for reads (16), BENCH_WRITERS (16), BENCH_STARTS spawns per server (9),
-// BENCH_SCENARIOS comma list (small,document,refused,put), BENCH_DIR parent of state folders (os.tmpdir()),
+// BENCH_SCENARIOS comma list (small,document,refused,sealed,put), BENCH_DIR parent of state folders (os.tmpdir()),
 // BENCH_OUT (bench-results/latest.json).
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -13,7 +13,7 @@ import * as os from "node:os";
 import { dirname, join } from "node:path";
 import {
   APIKEYD_ARGS, BUNDLE, READS as ALL_READS, ROOT, captureAnswers, checkSameBytes, drive, killAll, median, memory,
-  putRequest, readRequest, startForLoad, stop, summarize, timeStart,
+  putRequest, readRequest, startForLoad, startSealed, stop, summarize, timeStart,
 } from "./bench/lib.mjs";
 
 const env = process.env;
@@ -25,7 +25,7 @@ const OPTIONS = {
   connections: num("BENCH_CONNECTIONS", 16),
   writers: num("BENCH_WRITERS", 16),
   starts: num("BENCH_STARTS", 9),
-  scenarios: (env.BENCH_SCENARIOS ?? "small,document,refused,put").split(",").map((s) => s.trim()),
+  scenarios: (env.BENCH_SCENARIOS ?? "small,document,refused,sealed,put").split(",").map((s) => s.trim()),
   dir: env.BENCH_DIR ?? os.tmpdir(),
   out: env.BENCH_OUT ?? join(ROOT, "bench-results", "latest.json"),
 };
@@ -115,20 +115,23 @@ async function main() {
   await checkSameBytes(apikeyd, bare, READS);
   console.log("the bare server answers the same bytes as apikeyd (Date value aside) for every read scenario");
   const servers = { apikeyd, bare };
+  // The "sealed" scenario reads from a second apikeyd, sealed (docs/api.md §9); the same bytes as "small".
+  const sealedApikeyd = READS.some((s) => s.sealed) ? await startSealed(runDir) : undefined;
 
   const reads = [];
   for (const s of READS) {
-    for (const server of [apikeyd, bare]) await drive(server, OPTIONS.connections, warmupMs, readRequest(s), s.status, s.sources);
+    const subjects = { ...servers, ...(s.sealed ? { apikeyd: sealedApikeyd } : {}) };
+    for (const server of [subjects.apikeyd, bare]) await drive(server, OPTIONS.connections, warmupMs, readRequest(s), s.status, s.sources);
     const runs = { apikeyd: [], bare: [] };
     for (let r = 0; r < OPTIONS.rounds; r++) {
       for (const name of ["apikeyd", "bare"]) {
-        const run = await drive(servers[name], OPTIONS.connections, durationMs, readRequest(s), s.status, s.sources);
+        const run = await drive(subjects[name], OPTIONS.connections, durationMs, readRequest(s), s.status, s.sources);
         runs[name].push(run);
         console.log(`  ${s.name} round ${r + 1} ${name.padEnd(7)} ${f(run.rps).padStart(6)} req/s  p50 ${f(run.p50Ms, 2)} ms  p99 ${f(run.p99Ms, 2)} ms  server ${f(run.serverCpuUsPerReq, 1)} µs/req, CPU ${f(run.serverCpuPct)}%  client CPU ${f(run.clientCpuPct)}%`);
       }
     }
     const entry = { name: s.name, title: s.title, path: s.path, status: s.status, apikeyd: summarize(runs.apikeyd), bare: summarize(runs.bare) };
-    entry.apikeyd.memory = memory(apikeyd.pid);
+    entry.apikeyd.memory = memory(subjects.apikeyd.pid);
     entry.bare.memory = memory(bare.pid);
     // Ratios per round (each apikeyd run against the bare run right after it), then the median.
     entry.ratio = median(runs.apikeyd.map((run, i) => run.rps / runs.bare[i].rps));
@@ -137,6 +140,7 @@ async function main() {
   }
   const memoryAfterReads = READS.length > 0 ? { apikeyd: memory(apikeyd.pid), bare: memory(bare.pid) } : undefined;
   await stop(bare);
+  if (sealedApikeyd !== undefined) await stop(sealedApikeyd);
 
   const puts = [];
   if (OPTIONS.scenarios.includes("put")) {
