@@ -156,6 +156,24 @@ describe.skipIf(lacks(existsSync(CHROMIUM)))("the homepage in chromium", () => {
     expect((await call(server, "PUT", "/api/v1/data/entries/2/pin", { rd, wr, body: "pin=true" })).text).toBe(ok(true));
     // The table never shows a key; the box goes with the page.
     expect(await page.locator("table.pairs").textContent()).not.toContain(rd);
+
+    // The life of a pair (docs/api.md §8): a label set from the page, and a rotation that must be
+    // confirmed, confirmed from the page with the new keys.
+    await page.locator("tr[data-pair='process'] button.life").click();
+    await page.locator("#life input[name='label']").fill("line 3 PLC");
+    await page.locator("#life button[type='submit']").click();
+    await expect.poll(() => page.locator("#life .status").textContent()).toBe("Saved.");
+    expect(JSON.parse((await call(server, "GET", "/api/v1/apikeys/keys/5/label", { rd: "rdKey2" })).text).data).toBe("line 3 PLC");
+    await page.locator("#confirm-seconds").fill("60");
+    await page.locator("tr[data-pair='process'] button.rotate").click();
+    await expect.poll(() => page.locator(".shown-once strong").textContent()).toContain("process pair");
+    const processRd = (await page.locator(".shown-once code.new-rd").textContent()) ?? "";
+    expect(JSON.parse((await call(server, "GET", "/api/v1/apikeys/keys/5/confirmUntil", { rd: "rdKey2" })).text).data).toBeGreaterThan(0);
+    await page.locator(".shown-once button.confirm-keys").click();
+    await expect.poll(() => page.locator("#pairs-status").textContent()).toBe("Pair process: the new keys are confirmed.");
+    expect(JSON.parse((await call(server, "GET", "/api/v1/apikeys/keys/5/confirmUntil", { rd: "rdKey2" })).text).data).toBe(0);
+    expect((await call(server, "GET", "/api/v1/process/name", { rd: processRd })).status).toBe(200);
+
     await screenshot(page, "homepage-su.png");
     await page.reload();
     expect(await page.locator(".shown-once").count()).toBe(0);

@@ -157,17 +157,60 @@ function renderPairs() {
         }
         setPair(i, "", "");
       });
-      const actions = [rotate, open];
+      const life = h("button", { type: "button", className: "secondary life", dataset: { pair: pair.name } }, "Life");
+      life.addEventListener("click", () => showLife(i));
+      const actions = [rotate, open, life];
       if (sealed) {
         const enter = h("button", { type: "button", className: "secondary enter-keys", dataset: { pair: pair.name } }, "Enter keys");
         enter.addEventListener("click", () => askKeys(pair.name));
         actions.push(enter);
       }
-      const name = sealed ? h("td", {}, String(pair.name), h("div", { className: "note" }, known(pair))) : h("td", {}, String(pair.name));
-      return h("tr", { dataset: { pair: pair.name } }, name, h("td", {}, keyState(pair.rd)), h("td", {}, keyState(pair.wr)), h("td", { className: "actions" }, ...actions));
+      const note = sealed ? `${lifeSummary(pair)} · ${known(pair)}` : lifeSummary(pair);
+      return h("tr", { dataset: { pair: pair.name } }, h("td", {}, String(pair.name), h("div", { className: "note" }, note)), h("td", {}, keyState(pair.rd)), h("td", {}, keyState(pair.wr)), h("td", { className: "actions" }, ...actions));
     }),
   );
 }
+
+/** When a Unix time in seconds is, in the browser's words ("never" for 0). */
+function when(seconds) {
+  return typeof seconds === "number" && seconds > 0 ? new Date(seconds * 1000).toLocaleString() : "never";
+}
+
+/** One line on a pair's life under its name: label, state, expiry, last use (docs/api.md §8). */
+function lifeSummary(pair) {
+  const parts = [];
+  if (pair.label) parts.push(String(pair.label));
+  if (pair.enabled === false) parts.push("switched off");
+  if (pair.expires) parts.push(`expires ${pair.expires} UTC`);
+  if (pair.origins) parts.push(`only from ${pair.origins}`);
+  parts.push(`last used ${when(pair.lastUsed)}${pair.lastUsedFrom ? ` from ${pair.lastUsedFrom}` : ""}`);
+  if (pair.confirmUntil > 0) parts.push(`new keys revert at ${when(pair.confirmUntil)} unless confirmed`);
+  if (pair.graceUntil > 0) parts.push(`old keys work until ${when(pair.graceUntil)}`);
+  return parts.join(" · ");
+}
+
+const lifeBox = h("div", { id: "life" });
+document.getElementById("pairs-status").after(lifeBox);
+
+/**
+ * The life of one pair (docs/api.md §8): label, switch-off, expiry, origins, written with the apikeys
+ * pair's keys; the device refuses (error 8, in words) what would lock the apikeys pair away.
+ */
+function showLife(i) {
+  const pair = pairs[i];
+  const fields = [
+    ["label", "Label (what the pair is for)", "text"],
+    ["enabled", "Enabled", "checkbox"],
+    ["expires", "Expires (YYYY-MM-DD HH:MM:SS, UTC; empty: never)", "text"],
+    ["origins", "Allowed client addresses (comma-separated addresses and ranges; empty: any)", "text"],
+  ];
+  const form = objectForm(`life-${i}`, `Life of the ${pair.name} pair`, "apikeys", ["keys", String(i)], { keys: pairs }, fields,
+    `Changed ${when(pair.changed)}; last used ${when(pair.lastUsed)}.`);
+  lifeBox.replaceChildren(form);
+  form.querySelector("input")?.focus();
+}
+
+const confirmInput = document.getElementById("confirm-seconds");
 
 /** On a sealed device: the keys of one pair, entered here and kept for this tab. */
 function askKeys(name) {
@@ -181,17 +224,24 @@ function askKeys(name) {
 
 /** New keys are made by the device (rd=generate&wr=generate, docs/api.md §9) and read from its answer, the only place they are shown. */
 async function rotatePair(i) {
-  await setPair(i, "generate", "generate");
+  await setPair(i, "generate", "generate", confirmInput && confirmInput.value !== "" ? confirmInput.value : undefined);
 }
 
-/** PUTs a pair's two keys with the apikeys pair's keys; on success the page uses the new keys from now on. */
-async function setPair(i, sentRd, sentWr) {
+/**
+ * PUTs a pair's two keys with the apikeys pair's keys; on success the page uses the new keys from now
+ * on. With `confirm` seconds, the device goes back to the old keys then unless the new ones are used
+ * on the pair's endpoint first: the Confirm button does that (docs/api.md §8).
+ */
+async function setPair(i, sentRd, sentWr, confirm) {
   const pair = pairs[i];
-  const result = await api("PUT", `/api/v1/apikeys/keys/${i}`, keysOf("apikeys"), { rd: sentRd, wr: sentWr });
+  const body = confirm === undefined ? { rd: sentRd, wr: sentWr } : { rd: sentRd, wr: sentWr, confirm };
+  const result = await api("PUT", `/api/v1/apikeys/keys/${i}`, keysOf("apikeys"), body);
   say(pairsStatus, result.ok ? { ok: true, text: `Pair ${pair.name}: ${sentRd === "" ? "now open to anyone." : "new keys set."}` } : result);
   if (!result.ok) return;
+  // The keys as the answer shows them: the one place a sealed device shows them.
   const rd = String(result.data.rd);
   const wr = String(result.data.wr);
+  Object.assign(pair, result.data);
   if (sealed) {
     keepSessionKeys(pair.name, { rd, wr });
     // What reads now show of the new keys: their fingerprints.
@@ -204,12 +254,28 @@ async function setPair(i, sentRd, sentWr) {
   }
   renderPairs();
   if (rd === "" && wr === "") return;
+  const confirmButton = confirm === undefined ? null : h("button", { type: "button", className: "confirm-keys" }, "Confirm the new keys now");
+  confirmButton?.addEventListener("click", async () => {
+    // A request presenting both new keys on the pair's own endpoint confirms them (§8): a PUT with
+    // no body passes the key checks and is then refused for its empty body, changing nothing. The
+    // device's own record of the pair then says whether the change is still pending.
+    await api("PUT", `/api/v1/${encodeURIComponent(pair.name)}`, { rd, wr });
+    const pending = await api("GET", `/api/v1/apikeys/keys/${i}/confirmUntil`, keysOf("apikeys"));
+    if (pending.ok && pending.data === 0) {
+      pair.confirmUntil = 0;
+      renderPairs();
+    }
+    if (!pending.ok) say(pairsStatus, pending);
+    else say(pairsStatus, pending.data === 0 ? { ok: true, text: `Pair ${pair.name}: the new keys are confirmed.` } : { ok: false, text: `Pair ${pair.name}: not confirmed yet; the device goes back to the old keys at ${when(pending.data)}.` });
+  });
   // Shown once: the table says "set", never the key; this box goes when the page is left.
   newKeys.replaceChildren(
     h("div", { className: "shown-once", role: "alert" },
       h("strong", {}, `New keys of the ${pair.name} pair: copy them now, this page shows them once.`),
       h("div", {}, "Read key (ApiRdKey)"), h("code", { className: "new-rd" }, rd),
-      h("div", {}, "Write key (ApiWrKey)"), h("code", { className: "new-wr" }, wr)),
+      h("div", {}, "Write key (ApiWrKey)"), h("code", { className: "new-wr" }, wr),
+      confirm === undefined ? null : h("p", {}, `Unless confirmed within ${confirm} s, the device goes back to the old keys.`),
+      confirmButton),
   );
 }
 
