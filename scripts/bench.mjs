@@ -8,7 +8,7 @@
 // Knobs (environment): BENCH_DURATION seconds per run (3), BENCH_ROUNDS (5), BENCH_WARMUP seconds (1),
 // BENCH_CONNECTIONS for reads (32 with wrk, 16 with undici), BENCH_LOAD=undici (never wrk),
 // BENCH_WRITERS (16), BENCH_STARTS spawns per server (9), BENCH_SCENARIOS comma list
-// (small,document,logged,refused,put,provision), BENCH_DEVICES (100), BENCH_FLEET_HOSTS processes
+// (small,document,logged,refused,sealed,put,provision), BENCH_DEVICES (100), BENCH_FLEET_HOSTS processes
 // hosting them (4), BENCH_DIR parent of state folders (os.tmpdir()), BENCH_OUT (bench-results/latest.json).
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -16,7 +16,7 @@ import * as os from "node:os";
 import { dirname, join } from "node:path";
 import {
   APIKEYD_ARGS, BUNDLE, LOAD_GENERATOR, buildFleetHost, startFleetHost, timeProvision, READS as ALL_READS, ROOT, WRK, captureAnswers, checkSameBytes, drive, driveWrk, killAll, median, memory,
-  putRequest, readRequest, startForLoad, stop, summarize, timeStart,
+  putRequest, readRequest, startForLoad, startSealed, stop, summarize, timeStart,
 } from "./bench/lib.mjs";
 
 const env = process.env;
@@ -28,7 +28,7 @@ const OPTIONS = {
   connections: num("BENCH_CONNECTIONS", WRK ? 32 : 16),
   writers: num("BENCH_WRITERS", 16),
   starts: num("BENCH_STARTS", 9),
-  scenarios: (env.BENCH_SCENARIOS ?? "small,document,logged,refused,put,provision").split(",").map((s) => s.trim()),
+  scenarios: (env.BENCH_SCENARIOS ?? "small,document,logged,refused,sealed,put,provision").split(",").map((s) => s.trim()),
   dir: env.BENCH_DIR ?? os.tmpdir(),
   out: env.BENCH_OUT ?? join(ROOT, "bench-results", "latest.json"),
   devices: num("BENCH_DEVICES", 100),
@@ -93,7 +93,7 @@ function table(result) {
   lines.push("|---|---:|---:|---|");
   for (const s of result.reads) {
     const measured = `${f(s.ratio, 2)} (CPU ratio ${f(s.cpuRatio, 2)})`;
-    if (s.name === "refused" || s.name === "logged") lines.push(`| ${s.title}, req/s ratio to bare | ${measured} | (none) | |`);
+    if (s.name === "refused" || s.name === "logged" || s.name === "sealed") lines.push(`| ${s.title}, req/s ratio to bare | ${measured} | (none) | |`);
     else lines.push(`| ${s.title}, req/s ratio to bare | ${measured} | ≥ ${TARGETS.readRatio} | ${verdict(s.ratio >= TARGETS.readRatio)} |`);
   }
   if (t.memory) lines.push(`| RSS after the authorized reads (small, whole document), apikeyd − bare | ${f(t.memory.diffMb, 1)} MB (${f(t.memory.apikeydMb, 1)} vs ${f(t.memory.bareMb, 1)}) | ≤ ${TARGETS.memoryMb} MB | ${verdict(t.memory.diffMb <= TARGETS.memoryMb)} |`);
@@ -132,11 +132,13 @@ async function main() {
   // wrk where it can (not for the refused reads, which must come from many source addresses).
   const load = (server, s, ms) =>
     WRK && !s.sources ? driveWrk(server, OPTIONS.connections, ms, s.path, s.headers, s.status) : drive(server, OPTIONS.connections, ms, readRequest(s), s.status, s.sources);
+  // The "sealed" scenario reads from a second apikeyd, sealed (docs/api.md §9); the same bytes as "small".
+  const sealedApikeyd = READS.some((s) => s.sealed) ? await startSealed(runDir) : undefined;
 
   const reads = [];
   let memoryAfterReads;
   for (const s of READS) {
-    const servers = { apikeyd: s.logRequests ? logged : apikeyd, bare };
+    const servers = { apikeyd: s.logRequests ? logged : s.sealed ? sealedApikeyd : apikeyd, bare };
     for (const server of Object.values(servers)) await load(server, s, warmupMs);
     const runs = { apikeyd: [], bare: [] };
     for (let r = 0; r < OPTIONS.rounds; r++) {
@@ -164,11 +166,12 @@ async function main() {
     reads.push(entry);
     // The memory target is taken after the authorized reads (the issue's "read load"), before the
     // scenarios that load the servers differently (request lines on; a wrong key on every request).
-    if (!s.logRequests && !s.sources) memoryAfterReads = { after: s.name, apikeyd: memory(apikeyd.pid), bare: memory(bare.pid) };
+    if (!s.logRequests && !s.sealed && !s.sources) memoryAfterReads = { after: s.name, apikeyd: memory(apikeyd.pid), bare: memory(bare.pid) };
   }
   if (memoryAfterReads && logged) memoryAfterReads.apikeydLogged = memory(logged.pid);
   if (logged) await stop(logged);
   await stop(bare);
+  if (sealedApikeyd !== undefined) await stop(sealedApikeyd);
 
   const puts = [];
   if (OPTIONS.scenarios.includes("put")) {

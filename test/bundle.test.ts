@@ -114,6 +114,11 @@ describe.skipIf(!WANTED)("under Node 18", () => {
       expect((await call({ origin }, "GET", "/api/v1/properties/name", { rd: "rdKey1" })).text).toBe(ok("eNetMini1"));
       const put = await call({ origin }, "PUT", "/api/v1/properties/name", { rd: "rdKey1", wr: "wrKey1", body: "name=node18" });
       expect(put.text).toBe(ok("node18"));
+      // Sealed keys (api.md §9) on Node 18, which has no one-shot crypto.hash: the createHash path.
+      expect((await call({ origin }, "PUT", "/api/v1/apikeys/sealed", { rd: "rdKey2", wr: "wrKey2", body: "sealed=true" })).text).toBe(ok(true));
+      expect((await call({ origin }, "GET", "/api/v1/properties/name", { rd: "rdKey1" })).text).toBe(ok("node18"));
+      expect((await call({ origin }, "GET", "/api/v1/properties/name", { rd: "rdKey1x" })).status).toBe(401);
+      expect((await call({ origin }, "GET", "/api/v1/apikeys/keys/0/rd", { rd: "rdKey2" })).text).toMatch(/"data":"sealed:[0-9a-f]{8}"/);
       await closeAgents();
       server.child.kill("SIGTERM");
       expect(await server.exited).toBe(0);

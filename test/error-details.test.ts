@@ -49,6 +49,13 @@ const withPair = (n: number, set: string, reset: string, provoke: Provoke): Prov
     await put(`/api/v1/apikeys/keys/${n}`, { ...RW2, body: reset })(s);
   }
 };
+/** Provokes on a server of its own, sealed first (a seal is one-way: the shared server stays unsealed). */
+const onSealed = (provoke: Provoke): Provoke => async () => {
+  const own = await startServer();
+  const sealing = await put("/api/v1/apikeys", { ...RW2, body: "sealed=true" })(own);
+  if (sealing.status !== 200) throw new Error(`sealing: ${sealing.text}`);
+  return provoke(own);
+};
 const raw = (bytes: string): Provoke => (s): Promise<RawAnswer> => rawOnce(s.port, bytes);
 
 /** [what, how, error, the exact detail]. */
@@ -96,6 +103,9 @@ const CASES: ReadonlyArray<readonly [string, Provoke, number, string]> = [
   ["a body of another type", put("/api/v1/properties", { ...RW1, body: "name=x", contentType: "text/plain" }), 11, "send the body as application/x-www-form-urlencoded (curl -d) or application/json"],
   ["grace without a change of keys", put("/api/v1/apikeys/keys/6", { ...RW2, body: "label=x&grace=10" }), 8, "grace and confirm go with a change of rd or wr"],
   ["confirm out of range", put("/api/v1/apikeys/keys/6", { ...RW2, body: "rd=rdKey7&confirm=5" }), 8, "confirm takes whole seconds from 10 to 3600"],
+  ["a key in a sealed form", put("/api/v1/apikeys/keys/6", { ...RW2, body: "rd=sealed:0123abcd" }), 8, "rd cannot start with sealed: or $sha256$ (what a sealed device shows and keeps in place of a key)"],
+  ["a short key on a sealed device", onSealed(put("/api/v1/apikeys/keys/6", { ...RW2, body: "wr=short-key" })), 8, 'wr takes, on a sealed device, generate, "" or a key of at least 24 characters'],
+  ["unsealing", onSealed(put("/api/v1/apikeys", { ...RW2, body: "sealed=false" })), 8, "a sealed device cannot be unsealed over HTTP (offline: apikeyd reset --keys-only)"],
   ["the apikeys pair switched off", put("/api/v1/apikeys/keys/1", { ...RW2, body: "enabled=false" }), 8, "the apikeys pair cannot be switched off over HTTP (offline: apikeyd keys set)"],
   ["the apikeys pair given an expiry", put("/api/v1/apikeys/keys/1", { ...RW2, body: "expires=2031-01-01+00%3A00%3A00" }), 8, "the apikeys pair cannot be given an expiry over HTTP (offline: apikeyd keys set)"],
   ["origins that leave out the client", put("/api/v1/apikeys/keys/1", { ...RW2, body: "origins=10.0.0.1" }), 8, "these origins would leave this client outside the apikeys pair: include its address"],

@@ -188,6 +188,63 @@ describe.skipIf(lacks(existsSync(CHROMIUM)))("the homepage in chromium", () => {
     await ro.context.close();
   });
 
+  it("a sealed device: the pages get no key, ask for the pairs' keys (kept in the tab), show sealed pairs, and rotate by generate, showing the keys once", async () => {
+    const sealedServer = await startServer({ server: { wwwDir: WWW } });
+    const master = { rd: "rdKey2", wr: "wrKey2" };
+    expect((await call(sealedServer, "PUT", "/api/v1/apikeys", { ...master, body: "sealed=true" })).status).toBe(200);
+
+    // su: nothing but fingerprints in the page; the settings ask for keys; the apikeys keys entered rotate `data`.
+    const su = await as("user_su", "pass_su", { width: 1024, height: 900 });
+    expect((await su.page.goto(sealedServer.origin + "/su/"))?.status()).toBe(200);
+    const html = await su.page.content();
+    for (const key of ["rdKey2", "wrKey2", "rdKey7", "rdKey1", "$sha256$"]) expect(html).not.toContain(key);
+    expect(await su.page.textContent("#page-status")).toContain("This device is sealed");
+    expect(await su.page.textContent("tr[data-pair='data']")).toMatch(/sealed · [0-9a-f]{8}/);
+    await expect.poll(() => su.page.locator("button.enter-keys[data-pair='properties']").count()).toBeGreaterThan(0);
+    await su.page.locator("tr[data-pair='apikeys'] button.enter-keys").click();
+    await su.page.locator("#keys-apikeys-apikeys-rd").fill("rdKey2");
+    await su.page.locator("#keys-apikeys-apikeys-wr").fill("wrKey2");
+    await su.page.locator("#keys-apikeys button[type='submit']").click();
+    await expect.poll(() => su.page.textContent("tr[data-pair='apikeys']")).toContain("keys entered in this tab");
+    await su.page.locator("tr[data-pair='data'] button.rotate").click();
+    await expect.poll(() => su.page.locator(".shown-once code.new-rd").count()).toBe(1);
+    const rd = (await su.page.locator(".shown-once code.new-rd").textContent()) ?? "";
+    const wr = (await su.page.locator(".shown-once code.new-wr").textContent()) ?? "";
+    expect(rd).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    expect((await call(sealedServer, "GET", "/api/v1/data/entries/0/pin", { rd })).text).toBe(ok(347));
+    expect((await call(sealedServer, "GET", "/api/v1/apikeys/keys/6/rd", master)).text).not.toContain(rd);
+    await expect.poll(() => su.page.textContent("tr[data-pair='data']")).toMatch(/sealed · [0-9a-f]{8}/);
+    expect(await su.page.locator("table.pairs").textContent()).not.toContain(rd);
+
+    // rw, in the same tab: the process keys are not known yet, so the page asks for both pairs.
+    expect((await su.page.goto(sealedServer.origin + "/rw/"))?.status()).toBe(200);
+    expect(await su.page.content()).not.toContain("rdKey6");
+    await expect.poll(() => su.page.locator("#sealed-keys").count()).toBe(1);
+    expect(await su.page.textContent("#live-status")).toBe("This device is sealed.");
+    await su.page.locator("#sealed-keys-data-rd").fill(rd);
+    await su.page.locator("#sealed-keys-data-wr").fill(wr);
+    await su.page.locator("#sealed-keys-process-rd").fill("rdKey6");
+    await su.page.locator("#sealed-keys-process-wr").fill("wrKey6");
+    await su.page.locator("#sealed-keys button[type='submit']").click();
+    await expect.poll(() => su.page.locator(".point").count()).toBe(4);
+    await expect.poll(() => su.page.textContent(".point[data-index='0'] .value")).toBe("347 mA");
+    await su.page.locator(".point[data-index='2'] button.toggle").click();
+    await expect.poll(() => su.page.textContent(".point[data-index='2'] .status")).toContain("Switched");
+    // ro in the same tab: the session's keys, no question.
+    await su.page.goto(sealedServer.origin + "/ro/");
+    await expect.poll(() => su.page.textContent(".point[data-index='0'] .value")).toBe("347 mA");
+    expect(await su.page.locator("#sealed-keys").count()).toBe(0);
+    expect(su.problems).toEqual([]);
+    await su.context.close();
+
+    // Another browser (a new tab's session): ro asks again, for read keys only.
+    const ro = await as("user_ro", "pass_ro");
+    await ro.page.goto(sealedServer.origin + "/ro/");
+    await expect.poll(() => ro.page.locator("#sealed-keys").count()).toBe(1);
+    expect(await ro.page.locator("#sealed-keys input").count()).toBe(2);
+    await ro.context.close();
+  });
+
   it("a wrong password is refused and, repeated, throttled (429 with Retry-After); the public page still answers", async () => {
     const guarded = await startServer({ server: { wwwDir: WWW, throttle: { ...DEFAULT_THROTTLE, maxFailures: 3 } } });
     const wrong = await as("user_su", "not-the-password");

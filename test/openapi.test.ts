@@ -486,6 +486,22 @@ describe("the live server answers as the file says", () => {
     expect((await documented(ts, "PUT", "/api/v1/httpsu", { ...from, rd: "rdKey5", wr: "guess", body: { pass: "x" } })).status).toBe(403);
   });
 
+  it("a sealed device: the sealing PUT, reads of sealed:<fingerprint>, generated keys, and unsealing refused (8)", async () => {
+    const ts = await startServer();
+    expectValid(putBodySchema("/api/v1/apikeys"), { sealed: true }, "the sealing body");
+    expect(schemaAt(putBodySchema("/api/v1/apikeys"))({ keys: [] })).toBe(false);
+    expect((await documented(ts, "PUT", "/api/v1/apikeys", { ...APIKEYS, body: "sealed=false" })).status).toBe(200);
+    expect((await documented(ts, "PUT", "/api/v1/apikeys", { ...APIKEYS, body: { sealed: true } })).status).toBe(200);
+    expect((await documented(ts, "GET", "/api/v1/apikeys", APIKEYS)).text).toContain('"rd":"sealed:');
+    await documented(ts, "GET", "/api/v1/apikeys/keys/6", APIKEYS);
+    const generated = await documented(ts, "PUT", "/api/v1/apikeys/keys/6", { ...APIKEYS, body: "rd=generate&wr=generate" });
+    expect((generated.json?.data as Obj)["rd"]).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    const refused = await documented(ts, "PUT", "/api/v1/apikeys", { ...APIKEYS, body: "sealed=false" });
+    expect([refused.status, refused.json?.meta.error]).toEqual([400, 8]);
+    const short = await documented(ts, "PUT", "/api/v1/apikeys/keys/6", { ...APIKEYS, body: "rd=short" });
+    expect([short.status, short.json?.meta.error]).toEqual([400, 8]);
+  });
+
   it("401 with 16 and 403 with 17: a pair switched off, a client outside its origins; PUTs with grace and confirm", async () => {
     const ts = await startServer();
     const change = await documented(ts, "PUT", "/api/v1/apikeys/keys/6", { ...APIKEYS, body: { rd: "data-rd-openapi-1", grace: 60, confirm: 120, label: "x" } });

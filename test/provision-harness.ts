@@ -8,6 +8,7 @@ import type { Dispatcher } from "undici";
 import { expect } from "vitest";
 import { InventoryError, parseInventory } from "../src/provision/inventory.ts";
 import { DEFAULT_THROTTLE, type ThrottleOptions } from "../src/access/throttle.ts";
+import { fingerprint } from "../src/access/keys.ts";
 import { call, ROOT_DIR, startServer, type TestServer } from "./helpers.ts";
 
 /** The built tool. */
@@ -101,8 +102,12 @@ export async function expectDeviceHolds(
   expect(Object.keys(entry).sort()).toEqual(Object.keys(FACTORY).sort());
   const doc = await call(ts, "GET", "/api/v1/apikeys", { rd: entry["apikeys"]?.rd ?? "", dispatcher });
   expect(doc.status).toBe(200);
-  const pairs = (doc.json?.data as { keys: Array<{ name: string; rd: string; wr: string }> }).keys;
-  expect(Object.fromEntries(pairs.map((p) => [p.name, { rd: p.rd, wr: p.wr }]))).toEqual(entry);
+  const { keys: pairs, sealed } = doc.json?.data as { keys: Array<{ name: string; rd: string; wr: string }>; sealed?: boolean };
+  // A sealed device (docs/api.md §9) shows each key as sealed:<fingerprint>, keyed by its own secret.
+  const shown = (key: string): string => (sealed === true && key !== "" ? `sealed:${fingerprint(key, device.device.fingerprintSecret)}` : key);
+  expect(Object.fromEntries(pairs.map((p) => [p.name, { rd: p.rd, wr: p.wr }]))).toEqual(
+    Object.fromEntries(Object.entries(entry).map(([name, p]) => [name, { rd: shown(p.rd), wr: shown(p.wr) }])),
+  );
   for (const [endpoint, pair] of Object.entries(entry)) {
     expect((await call(ts, "GET", `/api/v1/${endpoint}`, { rd: pair.rd, dispatcher })).status).toBe(200);
     const factory = FACTORY[endpoint] as { rd: string; wr: string };

@@ -222,7 +222,7 @@ describe("the devices' wrong-key throttle (docs/api.md §5)", () => {
     expect(run.code).toBe(0);
     expect(lines.filter((l) => l.includes('"key-refused"'))).toEqual([]);
     expect(run.stderr).not.toContain("pausing");
-    expect(run.stderr).toContain("read back with the new apikeys key: every pair holds exactly its new keys");
+    expect(run.stderr).toContain("read back with the new apikeys key: every pair holds its new keys, no grace or confirmation pending");
     await expectDeviceHolds(ts, (await readSecrets(out))[hostOf(ts)]);
     // The issue's bound is 5 s per device on loopback; a loaded test machine gets some slack.
     expect(seconds).toBeLessThan(5);

@@ -84,13 +84,64 @@ export function h(tag, properties = {}, ...children) {
   return element;
 }
 
-/** A new key as `keys generate` makes them: 24 random bytes (192 bits), base64url without padding. */
-export function generateKey() {
-  const bytes = new Uint8Array(24);
-  crypto.getRandomValues(bytes);
-  let binary = "";
-  for (const b of bytes) binary += String.fromCharCode(b);
-  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+/**
+ * Sealed devices (docs/api.md §9) show `sealed:<fingerprint>` in place of every key, so the pages
+ * cannot be given keys: the technician enters a pair's keys once, and they are kept in this browser
+ * tab's sessionStorage (gone when the tab closes; never in a cookie, never sent anywhere but in the
+ * key headers of this device's API).
+ */
+export function isSealedKey(key) {
+  return typeof key === "string" && key.startsWith("sealed:");
+}
+
+/** The keys of a pair entered (or generated) in this tab; undefined when none. */
+export function sessionKeys(name) {
+  try {
+    const stored = JSON.parse(sessionStorage.getItem(`apikeyd:keys:${name}`) || "null");
+    return stored && typeof stored.rd === "string" && typeof stored.wr === "string" ? stored : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Keeps a pair's keys for this tab. */
+export function keepSessionKeys(name, keys) {
+  try {
+    sessionStorage.setItem(`apikeyd:keys:${name}`, JSON.stringify({ rd: keys.rd || "", wr: keys.wr || "" }));
+  } catch {
+    // Storage refused (private mode quota): the keys last as long as this page.
+  }
+}
+
+/**
+ * A small form asking for the keys of the pairs named (`sides`: "rd" or "rd+wr"), kept in this
+ * tab's session on submit; `done` is called then.
+ */
+export function keysForm(id, pairs, sides, note, done) {
+  const inputs = [];
+  const fields = [];
+  for (const name of pairs) {
+    for (const side of sides === "rd" ? ["rd"] : ["rd", "wr"]) {
+      const input = h("input", { type: "password", name: `${name}-${side}`, id: `${id}-${name}-${side}`, autocomplete: "off", spellcheck: false });
+      inputs.push({ name, side, input });
+      fields.push(h("label", {}, `${name} ${side === "rd" ? "read key (ApiRdKey)" : "write key (ApiWrKey)"}`, input));
+    }
+  }
+  const form = h("form", { id, className: "session-keys" }, h("p", { className: "note" }, note), ...fields, h("button", { type: "submit" }, "Use these keys"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    for (const name of pairs) {
+      const mine = inputs.filter((i) => i.name === name);
+      // A pair left blank is not taken: the tab keeps what it knew of it.
+      if (mine.every((i) => i.input.value === "")) continue;
+      const known = sessionKeys(name) || { rd: "", wr: "" };
+      const keys = { ...known };
+      for (const { side, input } of mine) keys[side] = input.value;
+      keepSessionKeys(name, keys);
+    }
+    done();
+  });
+  return form;
 }
 
 /** The kind of an I/O point from its type name: "Ai", "Ao", "Di" or "Do". */

@@ -1,7 +1,7 @@
 // The I/O points of the ro and rw folders: every point's name, value with unit, error and time of
 // last change, refreshed by polling the REST API. On the rw page, each point also gets its controls:
 // switch a digital output, set an analog output, rename the point and set its unit.
-import { api, h, kindOf, KIND_NAMES, meta, say, timeText, valueText } from "/common.js";
+import { api, h, isSealedKey, keysForm, kindOf, KIND_NAMES, meta, say, sessionKeys, timeText, valueText } from "/common.js";
 
 const POLL_MS = 2000;
 /** The process document (names, units) is read again every this many polls, to see renames. */
@@ -12,6 +12,9 @@ const keys = {
   process: { rd: meta("apikeyd:process-rd"), wr: meta("apikeyd:process-wr") },
   data: { rd: meta("apikeyd:data-rd"), wr: meta("apikeyd:data-wr") },
 };
+// A sealed device (docs/api.md §9) cannot give this page its keys: the server-side includes echo
+// `sealed:<fingerprint>`. The keys entered in this tab are used instead.
+const sealed = Object.values(keys).some((k) => isSealedKey(k.rd) || isSealedKey(k.wr));
 const list = document.getElementById("points");
 const pageStatus = document.getElementById("page-status");
 const liveStatus = document.getElementById("live-status");
@@ -148,4 +151,30 @@ async function poll() {
   setTimeout(poll, POLL_MS);
 }
 
-poll();
+/** On a sealed device: the session's keys, or a form asking for them first. */
+function start() {
+  if (!sealed) return poll();
+  const known = { process: sessionKeys("process"), data: sessionKeys("data") };
+  // A side the device shows as "" is open: no key needed. A write key only on the rw page.
+  const needs = (name, side) => (side === "rd" || writable) && isSealedKey(keys[name][side]);
+  const complete = (name) => ["rd", "wr"].every((side) => !needs(name, side) || (known[name] !== undefined && known[name][side] !== ""));
+  if (complete("process") && complete("data")) {
+    for (const name of ["process", "data"]) for (const side of ["rd", "wr"]) if (needs(name, side)) keys[name][side] = known[name][side];
+    return poll();
+  }
+  liveStatus.textContent = "This device is sealed.";
+  const form = keysForm(
+    "sealed-keys",
+    ["data", "process"],
+    writable ? "rd+wr" : "rd",
+    "This device is sealed: it keeps digests of its keys only and cannot give this page the keys of the data and process pairs. " +
+      "Enter them (from the provisioning output file, or as the su page showed them); they are kept in this browser tab only, until it closes.",
+    () => {
+      form.remove();
+      start();
+    },
+  );
+  list.before(form);
+}
+
+start();

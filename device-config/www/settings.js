@@ -1,7 +1,7 @@
 // The su folder: the device's settings (name, network, time server, MQTT), the three accounts and
 // the API key pairs. The page was given the apikeys document by the server-side includes; each form
 // uses the pair of the endpoint it writes, and every answer is shown where the change was asked.
-import { api, generateKey, h, meta, say } from "/common.js";
+import { api, h, isSealedKey, keepSessionKeys, keysForm, meta, say, sessionKeys } from "/common.js";
 
 let apikeys;
 try {
@@ -10,13 +10,20 @@ try {
   apikeys = { keys: [] };
 }
 const pairs = Array.isArray(apikeys.keys) ? apikeys.keys : [];
+// A sealed device (docs/api.md §9) shows `sealed:<fingerprint>` for every key: the page knows only
+// the keys entered in this tab, and those a rotation here generated.
+const sealed = apikeys.sealed === true;
 const pageStatus = document.getElementById("page-status");
 const settings = document.getElementById("settings");
 
 /** The keys of a pair as this page knows them (updated after each rotation). */
 function keysOf(name) {
   const pair = pairs.find((p) => p.name === name);
-  return pair ? { rd: pair.rd, wr: pair.wr } : {};
+  if (!pair) return {};
+  if (!sealed) return { rd: pair.rd, wr: pair.wr };
+  // An empty key is open; a sealed one is what this tab was given, if anything.
+  const known = sessionKeys(name) || { rd: "", wr: "" };
+  return { rd: isSealedKey(pair.rd) ? known.rd : "", wr: isSealedKey(pair.wr) ? known.wr : "" };
 }
 
 /** Follows members and indexes into a document. */
@@ -56,9 +63,26 @@ function objectForm(id, title, endpoint, path, doc, fields, note) {
   return h("section", { className: "card", "aria-label": title }, h("h2", {}, title), note ? h("p", { className: "note" }, note) : null, form, status);
 }
 
+/** On a sealed device, a pair whose keys this tab does not know yet: a card that asks for them. */
+function unknownPair(name) {
+  const pair = pairs.find((p) => p.name === name);
+  return sealed && pair !== undefined && sessionKeys(name) === undefined && (isSealedKey(pair.rd) || isSealedKey(pair.wr));
+}
+
+function askCard(name, title) {
+  const enter = h("button", { type: "button", className: "secondary enter-keys", dataset: { pair: name } }, `Enter the ${name} keys`);
+  enter.addEventListener("click", () => {
+    askKeys(name);
+    document.getElementById("pairs-title").scrollIntoView();
+  });
+  return h("section", { className: "card", "aria-label": title }, h("h2", {}, title), h("p", { className: "note" }, `Sealed: this page needs the keys of the ${name} pair.`), enter);
+}
+
 async function loadSettings() {
-  const properties = await api("GET", "/api/v1/properties", keysOf("properties"));
-  if (!properties.ok) {
+  settings.replaceChildren();
+  const properties = unknownPair("properties") ? undefined : await api("GET", "/api/v1/properties", keysOf("properties"));
+  if (properties === undefined) settings.append(askCard("properties", "Device settings"));
+  else if (!properties.ok) {
     say(pageStatus, { ok: false, text: "Cannot read the settings: " + properties.text });
   } else {
     const p = properties.data;
@@ -88,6 +112,10 @@ async function loadSettings() {
     );
   }
   for (const [endpoint, title] of [["httpro", "Account ro (live values)"], ["httprw", "Account rw (outputs and points)"], ["httpsu", "Account su (settings)"]]) {
+    if (unknownPair(endpoint)) {
+      settings.append(askCard(endpoint, title));
+      continue;
+    }
     const account = await api("GET", `/api/v1/${endpoint}`, keysOf(endpoint));
     if (!account.ok) {
       settings.append(h("section", { className: "card" }, h("h2", {}, title), h("p", { className: "status error" }, account.text)));
@@ -105,7 +133,13 @@ const pairsStatus = document.getElementById("pairs-status");
 const newKeys = document.getElementById("new-keys");
 
 function keyState(key) {
-  return key === "" ? "open (empty)" : "set";
+  if (key === "") return "open (empty)";
+  return isSealedKey(key) ? `sealed · ${key.slice("sealed:".length)}` : "set";
+}
+
+/** On a sealed device: which pairs' keys this tab knows. */
+function known(pair) {
+  return sessionKeys(pair.name) !== undefined ? "keys entered in this tab" : "keys not entered";
 }
 
 function renderPairs() {
@@ -125,7 +159,14 @@ function renderPairs() {
       });
       const life = h("button", { type: "button", className: "secondary life", dataset: { pair: pair.name } }, "Life");
       life.addEventListener("click", () => showLife(i));
-      return h("tr", { dataset: { pair: pair.name } }, h("td", {}, String(pair.name), h("div", { className: "note" }, lifeSummary(pair))), h("td", {}, keyState(pair.rd)), h("td", {}, keyState(pair.wr)), h("td", { className: "actions" }, rotate, open, life));
+      const actions = [rotate, open, life];
+      if (sealed) {
+        const enter = h("button", { type: "button", className: "secondary enter-keys", dataset: { pair: pair.name } }, "Enter keys");
+        enter.addEventListener("click", () => askKeys(pair.name));
+        actions.push(enter);
+      }
+      const note = sealed ? `${lifeSummary(pair)} · ${known(pair)}` : lifeSummary(pair);
+      return h("tr", { dataset: { pair: pair.name } }, h("td", {}, String(pair.name), h("div", { className: "note" }, note)), h("td", {}, keyState(pair.rd)), h("td", {}, keyState(pair.wr)), h("td", { className: "actions" }, ...actions));
     }),
   );
 }
@@ -171,8 +212,19 @@ function showLife(i) {
 
 const confirmInput = document.getElementById("confirm-seconds");
 
+/** On a sealed device: the keys of one pair, entered here and kept for this tab. */
+function askKeys(name) {
+  const form = keysForm("keys-" + name, [name], "rd+wr", `The keys of the ${name} pair (from the provisioning output file): kept in this browser tab only, until it closes.`, () => {
+    newKeys.replaceChildren();
+    renderPairs();
+    if (name !== "apikeys" && name !== "process" && name !== "data") loadSettings();
+  });
+  newKeys.replaceChildren(form);
+}
+
+/** New keys are made by the device (rd=generate&wr=generate, docs/api.md §9) and read from its answer, the only place they are shown. */
 async function rotatePair(i) {
-  await setPair(i, generateKey(), generateKey(), confirmInput && confirmInput.value !== "" ? confirmInput.value : undefined);
+  await setPair(i, "generate", "generate", confirmInput && confirmInput.value !== "" ? confirmInput.value : undefined);
 }
 
 /**
@@ -180,15 +232,26 @@ async function rotatePair(i) {
  * on. With `confirm` seconds, the device goes back to the old keys then unless the new ones are used
  * on the pair's endpoint first: the Confirm button does that (docs/api.md §8).
  */
-async function setPair(i, rd, wr, confirm) {
+async function setPair(i, sentRd, sentWr, confirm) {
   const pair = pairs[i];
-  const body = confirm === undefined ? { rd, wr } : { rd, wr, confirm };
+  const body = confirm === undefined ? { rd: sentRd, wr: sentWr } : { rd: sentRd, wr: sentWr, confirm };
   const result = await api("PUT", `/api/v1/apikeys/keys/${i}`, keysOf("apikeys"), body);
-  say(pairsStatus, result.ok ? { ok: true, text: `Pair ${pair.name}: ${rd === "" ? "now open to anyone." : "new keys set."}` } : result);
+  say(pairsStatus, result.ok ? { ok: true, text: `Pair ${pair.name}: ${sentRd === "" ? "now open to anyone." : "new keys set."}` } : result);
   if (!result.ok) return;
+  // The keys as the answer shows them: the one place a sealed device shows them.
+  const rd = String(result.data.rd);
+  const wr = String(result.data.wr);
   Object.assign(pair, result.data);
-  pair.rd = rd;
-  pair.wr = wr;
+  if (sealed) {
+    keepSessionKeys(pair.name, { rd, wr });
+    // What reads now show of the new keys: their fingerprints.
+    const shown = await api("GET", `/api/v1/apikeys/keys/${i}`, keysOf("apikeys"));
+    pair.rd = shown.ok ? shown.data.rd : rd === "" ? "" : "sealed:?";
+    pair.wr = shown.ok ? shown.data.wr : wr === "" ? "" : "sealed:?";
+  } else {
+    pair.rd = rd;
+    pair.wr = wr;
+  }
   renderPairs();
   if (rd === "" && wr === "") return;
   const confirmButton = confirm === undefined ? null : h("button", { type: "button", className: "confirm-keys" }, "Confirm the new keys now");
@@ -216,5 +279,11 @@ async function setPair(i, rd, wr, confirm) {
   );
 }
 
+if (sealed) {
+  say(pageStatus, {
+    ok: true,
+    text: "This device is sealed: it keeps digests of its keys only and cannot give this page any key. Enter a pair's keys (Enter keys, below) to use them in this tab: the apikeys pair's to rotate pairs, the properties and account pairs' to change the settings. Rotate shows the new keys once.",
+  });
+}
 renderPairs();
 loadSettings();

@@ -26,7 +26,22 @@ export const READS = [
   { name: "document", title: "whole-document read", path: "/api/v1/apikeys", headers: { ApiRdKey: "rdKey2" }, status: 200 },
   { name: "logged", title: "authenticated small read, with --log-requests", path: "/api/v1/properties/name", headers: { ApiRdKey: "rdKey1" }, status: 200, logRequests: true },
   { name: "refused", title: "refused read (wrong key)", path: "/api/v1/properties", headers: { ApiRdKey: "wrongKey" }, status: 401, sources: REFUSED_SOURCES },
+  // The small read again, from a second apikeyd whose keys are sealed (docs/api.md §9): one SHA-256 per request.
+  { name: "sealed", title: "authenticated small read, sealed device", path: "/api/v1/properties/name", headers: { ApiRdKey: "rdKey1" }, status: 200, sealed: true },
 ];
+
+/** A second apikeyd, sealed (PUT sealed=true with the factory apikeys pair) before it is measured. */
+export async function startSealed(runDir) {
+  const server = await startForLoad(runDir, "apikeyd", "apikeyd-sealed");
+  const answer = await fetch(`${server.url}/api/v1/apikeys`, {
+    method: "PUT",
+    headers: { ApiRdKey: "rdKey2", ApiWrKey: "wrKey2", "Content-Type": "application/x-www-form-urlencoded" },
+    body: "sealed=true",
+  });
+  if (answer.status !== 200) throw new Error(`sealing the bench's second apikeyd: HTTP ${answer.status}`);
+  await answer.arrayBuffer();
+  return server;
+}
 
 // The servers run with the environment an appliance gives them: without NODE_OPTIONS and without
 // NODE_EXTRA_CA_CERTS (set on many development machines; loading a CA bundle adds tens of

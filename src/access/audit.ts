@@ -1,7 +1,7 @@
 /** The audit lines of key changes, one shape for every way a key changes (PUT, reload, offline). */
 
 import type { LogFields, Logger } from "../common/log.ts";
-import { fingerprint, type Keyring } from "./keys.ts";
+import { storedFingerprint, type Keyring } from "./keys.ts";
 import { weakKeyWarnings, type WeakKeyWarning } from "./weak-keys.ts";
 
 /** What an audit line needs besides the change: where to log, and the device's fingerprint secret. */
@@ -10,9 +10,9 @@ export interface AuditTrail {
   readonly secret: Buffer;
 }
 
-/** Logs a `key-changed` event: which pair and side, and the new key's fingerprint, never the key. */
+/** Logs a `key-changed` event: which pair and side, and the new key's fingerprint (a sealed key's own), never the key. */
 export function auditKeyChange(trail: AuditTrail, pair: string, side: "rd" | "wr", key: string, context: LogFields): void {
-  trail.log.log("info", "key changed", { event: "key-changed", ...context, pair, side, fingerprint: fingerprint(key, trail.secret) });
+  trail.log.log("info", "key changed", { event: "key-changed", ...context, pair, side, fingerprint: storedFingerprint(key, trail.secret) });
 }
 
 /**

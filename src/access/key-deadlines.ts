@@ -48,10 +48,15 @@ export function entryMatches(secret: Buffer, entry: PreviousEntry | undefined, p
   return stored.length === digest.length && nodeCrypto().timingSafeEqual(stored, digest);
 }
 
-/** The file's text: indented, newline-terminated, like the state files. */
-export function previousKeysText(entries: PreviousKeys): string {
+/**
+ * The file's text: indented, newline-terminated, like the state files. On a sealed device
+ * (docs/api.md §9) the entries hold sealed records, and the file says `"sealed": true`: sealing
+ * writes this file before apikeys.json, so a start that finds it beside an `apikeys.json` not yet
+ * sealed finishes the sealing that a crash interrupted (load-device.ts).
+ */
+export function previousKeysText(entries: PreviousKeys, sealed = false): string {
   const pairs = [...entries].map(([name, e]) => ({ name, rd: e.rd, wr: e.wr, for: e.for, graceUntil: e.graceUntil, confirmUntil: e.confirmUntil }));
-  return JSON.stringify({ pairs }, null, 2) + "\n";
+  return JSON.stringify(sealed ? { sealed: true, pairs } : { pairs }, null, 2) + "\n";
 }
 
 /**
@@ -60,8 +65,14 @@ export function previousKeysText(entries: PreviousKeys): string {
  * grace ends, a pending change counts as confirmed), which locks no one out.
  */
 export async function readPreviousKeys(stateDir: string, warn: (message: string) => void): Promise<Map<string, PreviousEntry>> {
+  return (await readPreviousKeysFile(stateDir, warn)).entries;
+}
+
+/** The file: its entries, and whether a sealed device wrote it. */
+export async function readPreviousKeysFile(stateDir: string, warn: (message: string) => void): Promise<{ entries: Map<string, PreviousEntry>; sealed: boolean }> {
   const path = join(stateDir, PREVIOUS_KEYS_FILE);
   const entries = new Map<string, PreviousEntry>();
+  const none = { entries, sealed: false };
   let text: string;
   try {
     const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
@@ -73,7 +84,7 @@ export async function readPreviousKeys(stateDir: string, warn: (message: string)
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code !== "ENOENT") warn(`${path}: cannot be read (${code}); grace keys and pending confirmations in it are dropped`);
-    return entries;
+    return none;
   }
   let parsed: unknown;
   try {
@@ -85,7 +96,7 @@ export async function readPreviousKeys(stateDir: string, warn: (message: string)
   if (pairs === undefined) {
     // Never the content: it holds keys.
     warn(`${path}: not a previous-keys file; grace keys and pending confirmations in it are dropped`);
-    return entries;
+    return none;
   }
   for (const p of pairs) {
     if (!isObject(p) || typeof p["name"] !== "string" || !isValidKey(p["rd"]) || !isValidKey(p["wr"]) || typeof p["for"] !== "string") continue;
@@ -94,13 +105,13 @@ export async function readPreviousKeys(stateDir: string, warn: (message: string)
     if (!Number.isSafeInteger(graceUntil) || !Number.isSafeInteger(confirmUntil)) continue;
     entries.set(p["name"], { rd: p["rd"], wr: p["wr"], for: p["for"], graceUntil: graceUntil as number, confirmUntil: confirmUntil as number });
   }
-  return entries;
+  return { entries, sealed: isObject(parsed) && parsed["sealed"] === true };
 }
 
 /** Writes the file durably (mode 600); with no entry left, removes it. */
-export async function writePreviousKeys(fs: StoreFs, stateDir: string, entries: PreviousKeys): Promise<void> {
+export async function writePreviousKeys(fs: StoreFs, stateDir: string, entries: PreviousKeys, sealed = false): Promise<void> {
   if (entries.size > 0) {
-    await writeFileDurably(fs, stateDir, PREVIOUS_KEYS_FILE, previousKeysText(entries));
+    await writeFileDurably(fs, stateDir, PREVIOUS_KEYS_FILE, previousKeysText(entries, sealed));
     return;
   }
   try {

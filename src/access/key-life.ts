@@ -19,7 +19,21 @@ import { cloneJson, deepFreeze, select, type Json } from "../state/documents.ts"
 import { isObject, type Schema } from "../state/schema.ts";
 import type { CommitQueue, StoreFs } from "../state/store.ts";
 import { applyWrite } from "../state/write-rules.ts";
-import { fingerprint, type KeyPair, type KeyringContext } from "./keys.ts";
+import {
+  GENERATE,
+  generateKey,
+  isSealedDoc,
+  MIN_SEALED_KEY_LENGTH,
+  SEALED_PREFIX,
+  SEALED_STORED_PREFIX,
+  sealDocument,
+  sealKey,
+  sealSalt,
+  servedDocument,
+  storedFingerprint,
+  type KeyPair,
+  type KeyringContext,
+} from "./keys.ts";
 import { entryMatches, keysDigest, writePreviousKeys, type PreviousEntry } from "./key-deadlines.ts";
 import { DEFAULT_LAST_USE_INTERVAL_S, LastUse } from "./last-use.ts";
 import { originAllowed, originsOf } from "./origins.ts";
@@ -48,6 +62,13 @@ export interface KeyLifeOptions {
 export interface KeyWrite {
   readonly before: Record<string, unknown> | undefined;
   readonly after: Record<string, unknown> | undefined;
+  /**
+   * The keys this PUT set, in clear, by side (a generated one included): the audit's fingerprints,
+   * and the one answer that shows a key on a sealed device (docs/api.md §9).
+   */
+  readonly clear?: Partial<Record<"rd" | "wr", string>>;
+  /** The PUT sealed the device. */
+  readonly sealed?: boolean;
 }
 
 /** Whether a pair stops a request whose keys were right: 16 (off, expired) or 17 (origin); undefined when it may pass. */
@@ -88,6 +109,7 @@ export class KeyLife {
 
   /** What the keyring takes from here: the previous keys that match their pair, and the use records. */
   readonly context: KeyringContext = {
+    salt: () => sealSalt(this.secret),
     previousOf: (name, pair) => {
       const entry = this.#previous.get(name);
       return entryMatches(this.secret, entry, pair) ? entry : undefined;
@@ -117,9 +139,23 @@ export class KeyLife {
     await this.flushUses().catch((error: unknown) => this.#options.log.log("error", "last use not written", { detail: errorCode(error) }));
   }
 
-  /** The document as answers show it: the use records merged in. */
+  /** The document as answers show it: the use records merged in, a sealed device's keys as `sealed:<fingerprint>`. */
   live(doc: Json): Json {
-    return this.uses.merged(doc);
+    return servedDocument(this.uses.merged(doc));
+  }
+
+  /**
+   * What the answer to a PUT on `apikeys` shows at `segments`: the document as reads show it, with
+   * the keys that PUT set in clear (docs/api.md §9: on a sealed device, the one answer that shows them).
+   */
+  answerOf(committed: Json, segments: readonly string[], written: KeyWrite): Json | undefined {
+    const shown = cloneJson(this.live(committed));
+    const clear = written.clear ?? {};
+    if (segments.length >= 2 && segments[0] === "keys") {
+      const pair = select(shown, segments.slice(0, 2))?.value;
+      if (isObject(pair)) for (const [side, key] of Object.entries(clear)) (pair as Record<string, Json>)[side] = key;
+    }
+    return select(shown, segments)?.value as Json | undefined;
   }
 
   /** Answers of `apikeys` by request path, good while the committed document and the uses' seconds stay. */
@@ -178,7 +214,7 @@ export class KeyLife {
   }
 
   private fp(key: string): string {
-    return fingerprint(key, this.secret);
+    return storedFingerprint(key, this.secret);
   }
 
   /**
@@ -190,18 +226,38 @@ export class KeyLife {
     return this.serial(async () => {
       const docs = this.docs();
       const onPair = segments.length >= 2 && segments[0] === "keys";
-      const { members, grace, confirm } = onPair && segments.length === 2 ? splitRequestFields(fields) : { members: fields, grace: undefined, confirm: undefined };
+      const split = onPair && segments.length === 2 ? splitRequestFields(fields) : { members: fields, grace: undefined, confirm: undefined };
+      const { grace, confirm } = split;
+      // rd=generate / wr=generate: the device makes the key (docs/api.md §9).
+      const { members, clear, generated } = onPair ? generateKeys(split.members) : { members: split.members, clear: {}, generated: new Set<string>() };
       const nowS = Math.floor(now / 1000);
       const base = this.uses.merged(docs.latest);
+      const sealed = isSealedDoc(base);
       const next = applyWrite(APIKEYS, base, segments, members, this.schema, nowS);
       const graceS = grace === undefined ? undefined : requestSeconds(GRACE_FIELD, grace, members.format, 0, MAX_GRACE_S);
       const confirmS = confirm === undefined ? undefined : requestSeconds(CONFIRM_FIELD, confirm, members.format, MIN_CONFIRM_S, MAX_CONFIRM_S);
       if (!onPair) {
+        if (sealed && !isSealedDoc(next)) throw new ApiError(ERRORS.INVALID_VALUE, "a sealed device cannot be unsealed over HTTP (offline: apikeyd reset --keys-only)");
+        if (!sealed && isSealedDoc(next)) {
+          await this.seal(next, client);
+          return { before: undefined, after: undefined, sealed: true };
+        }
         await this.commit(next, undefined);
         return { before: undefined, after: undefined };
       }
       const before = select(base, segments.slice(0, 2))?.value as Record<string, Json>;
       const after = select(next, segments.slice(0, 2))?.value as Record<string, Json>;
+      for (const [side, key] of Object.entries(clear)) {
+        if (generated.has(side)) continue;
+        if (key.startsWith(SEALED_PREFIX) || key.startsWith(SEALED_STORED_PREFIX)) {
+          throw new ApiError(ERRORS.INVALID_VALUE, `${side} cannot start with sealed: or $sha256$ (what a sealed device shows and keeps in place of a key)`);
+        }
+        if (sealed && key !== "" && key.length < MIN_SEALED_KEY_LENGTH) {
+          throw new ApiError(ERRORS.INVALID_VALUE, `${side} takes, on a sealed device, generate, "" or a key of at least ${MIN_SEALED_KEY_LENGTH} characters`);
+        }
+        // A sealed device keeps the digest only: the key itself leaves in this PUT's answer and nowhere else.
+      }
+      if (sealed) for (const side of Object.keys(clear)) after[side] = sealKey(String(after[side]), this.secret);
       const keysNamed = members.values.has("rd") || members.values.has("wr");
       // grace and confirm belong to a change of keys.
       if ((graceS !== undefined || confirmS !== undefined) && !keysNamed) throw new ApiError(ERRORS.INVALID_VALUE, "grace and confirm go with a change of rd or wr");
@@ -222,8 +278,33 @@ export class KeyLife {
       }
       await this.commit(next, entries, true);
       this.auditPut(before, after, keysNamed, client);
-      return { before, after };
+      return { before, after, clear };
     });
+  }
+
+  /**
+   * Seals the device (docs/api.md §9): every key, current and in grace, replaced by its sealed
+   * record, in one durable change. previous.keys first (its entries sealed, tied to the pair's
+   * sealed keys, the file marked sealed), then apikeys.json: a crash in between leaves no key in
+   * clear in previous.keys and loses none, since the next start finds the marked file beside an
+   * unsealed apikeys.json whose sealed keys it matches, and finishes the sealing before it serves.
+   */
+  private async seal(next: Json, client: string): Promise<void> {
+    const sealedDoc = sealDocument(next, this.secret);
+    let entries: Map<string, PreviousEntry> | undefined;
+    if (this.#previous.size > 0) {
+      entries = new Map();
+      for (const [name, entry] of this.#previous) {
+        const pair = pairNamed(next, name);
+        const sealedPair = pairNamed(sealedDoc, name);
+        if (pair === undefined || sealedPair === undefined || !entryMatches(this.secret, entry, pair)) continue;
+        const rd = sealKey(entry.rd, this.secret);
+        const wr = sealKey(entry.wr, this.secret);
+        entries.set(name, { ...entry, rd, wr, for: keysDigest(this.secret, String(sealedPair["rd"]), String(sealedPair["wr"])) });
+      }
+    }
+    await this.commit(sealedDoc, entries, true);
+    this.audit("warn", "keys sealed: from now on the device keeps digests only and shows no key again", { event: "keys-sealed", client });
   }
 
   /** Makes `next` (and the previous keys, when they change: first) durable; 13 when it cannot be. */
@@ -231,15 +312,16 @@ export class KeyLife {
     const docs = this.docs();
     const old = this.#previous;
     try {
-      if (entries !== undefined && entriesFirst) await this.savePrevious(entries);
+      const sealed = isSealedDoc(next);
+      if (entries !== undefined && entriesFirst) await this.savePrevious(entries, sealed);
       await docs.change(deepFreeze(next));
-      if (entries !== undefined && !entriesFirst) await this.savePrevious(entries);
+      if (entries !== undefined && !entriesFirst) await this.savePrevious(entries, sealed);
     } catch (error) {
       if (error instanceof ApiError) throw error;
       this.#options.log.log("error", "change not made durable", { endpoint: APIKEYS, detail: errorCode(error) });
       if (this.#previous !== old) {
         this.#previous = old;
-        await writePreviousKeys(this.fs, this.stateDir, old).catch(() => undefined);
+        await writePreviousKeys(this.fs, this.stateDir, old, isSealedDoc(docs.committed)).catch(() => undefined);
       }
       this.rebuild();
       throw new ApiError(ERRORS.STORAGE, "the change could not be made durable, so nothing changed; the device's log says why");
@@ -247,9 +329,9 @@ export class KeyLife {
     this.rebuild();
   }
 
-  private async savePrevious(entries: Map<string, PreviousEntry>): Promise<void> {
+  private async savePrevious(entries: Map<string, PreviousEntry>, sealed: boolean): Promise<void> {
     this.#previous = entries;
-    await writePreviousKeys(this.fs, this.stateDir, entries);
+    await writePreviousKeys(this.fs, this.stateDir, entries, sealed);
   }
 
   private auditPut(before: Record<string, unknown>, after: Record<string, unknown>, keysNamed: boolean, client: string): void {
@@ -401,6 +483,28 @@ function splitRequestFields(fields: Fields): { members: Fields; grace: unknown; 
   values.delete(GRACE_FIELD);
   values.delete(CONFIRM_FIELD);
   return { members: { format: fields.format, values }, grace, confirm };
+}
+
+/**
+ * `rd=generate` / `wr=generate` replaced by a fresh key (the generator of `keys generate`); returns
+ * the keys the PUT names, in clear, and which of them the device made.
+ */
+function generateKeys(fields: Fields): { members: Fields; clear: Partial<Record<"rd" | "wr", string>>; generated: Set<string> } {
+  const clear: Partial<Record<"rd" | "wr", string>> = {};
+  const generated = new Set<string>();
+  let values: ReadonlyMap<string, unknown> = fields.values;
+  for (const side of ["rd", "wr"] as const) {
+    const value = values.get(side);
+    if (value === GENERATE) {
+      const copy = new Map(values);
+      const key = generateKey();
+      copy.set(side, key);
+      values = copy;
+      generated.add(side);
+      clear[side] = key;
+    } else if (typeof value === "string") clear[side] = value;
+  }
+  return { members: values === fields.values ? fields : { format: fields.format, values }, clear, generated };
 }
 
 /** A whole number of seconds in [min, max] (form text, or a JSON integer); 8 otherwise. */

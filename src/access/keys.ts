@@ -48,6 +48,8 @@ export interface KeyPair extends Keys {
 
 /** What the keyring takes from outside the document: the previous keys and the use records (access/key-life.ts). */
 export interface KeyringContext {
+  /** The device's sealing salt (sealSalt): a sealed key's slot needs it to hash what a request presents. */
+  salt?(): string;
   /** The previous keys of a pair, if a grace or a confirmation keeps them (checked against the pair's own members). */
   previousOf(name: string, pair: Record<string, unknown>): { rd: string; wr: string } | undefined;
   useOf(name: string, pair: Record<string, unknown>): UseRecord;
@@ -72,8 +74,19 @@ function fillSlot(slot: Buffer, key: string): Buffer {
   return slot;
 }
 
-/** The slot of a stored key; one that breaks the key rule (never stored: checked at load and by PUT) matches nothing. */
-function slotOf(key: string): Buffer {
+/**
+ * The slot of a stored key; one that breaks the key rule (never stored: checked at load and by PUT)
+ * matches nothing. A sealed key (docs/api.md §9) gets a digest slot: its 32 bytes, tied to the
+ * device's salt; without the salt (a keyring built for a report) it matches nothing.
+ */
+function slotOf(key: string, salt: string | undefined): Buffer {
+  const sealed = SEALED_FORM.exec(key);
+  if (sealed !== null) {
+    if (salt === undefined) return Buffer.alloc(SLOT_BYTES, 0xff);
+    const slot = Buffer.from(sealed[2] as string, "base64url");
+    SLOT_SALTS.set(slot, salt);
+    return slot;
+  }
   return isValidValue(KEY_RULE, key) ? fillSlot(Buffer.alloc(SLOT_BYTES), key) : Buffer.alloc(SLOT_BYTES, 0xff);
 }
 
@@ -85,6 +98,8 @@ function slotOf(key: string): Buffer {
  */
 export function keyMatches(stored: Buffer, presented: string): boolean {
   if (!isValidKey(presented)) return false;
+  // A sealed key's slot is its digest (32 bytes; a plain slot is 129): one hash, then a fixed-size compare.
+  if (stored.length === DIGEST_BYTES) return nodeCrypto().timingSafeEqual(stored, keyDigest(SLOT_SALTS.get(stored) as string, presented));
   // One shared scratch slot, all zeros between calls: the comparison is synchronous, and the key's
   // bytes are wiped after use (only those: the rest of the slot stays zero).
   const length = presented.length;
@@ -100,6 +115,8 @@ export function keyringProblems(doc: unknown): string[] {
   if (!isObject(doc) || !Array.isArray(doc["keys"])) return ['must be an object with a "keys" array'];
   const problems: string[] = [];
   const seen = new Set<string>();
+  const sealed = doc["sealed"];
+  if (sealed !== undefined && typeof sealed !== "boolean") problems.push("/sealed: must be true or false");
   doc["keys"].forEach((pair: unknown, i) => {
     if (!isObject(pair) || typeof pair["name"] !== "string" || pair["name"] === "") {
       problems.push(`/keys/${i}: a pair needs a non-empty "name"`);
@@ -111,6 +128,10 @@ export function keyringProblems(doc: unknown): string[] {
       // Never echo the key itself: these messages reach the log.
       if (!isValidValue(KEY_RULE, pair[side])) {
         problems.push(`/keys/${i}/${side}: a key is 0 to 128 printable ASCII characters without spaces`);
+      } else if (sealed === true && pair[side] !== "" && !isSealedKey(pair[side])) {
+        problems.push(`/keys/${i}/${side}: a sealed device keeps digests only, and this is a key in clear (to start over: apikeyd reset --keys-only)`);
+      } else if (sealed !== true && isSealedKey(pair[side])) {
+        problems.push(`/keys/${i}/${side}: a sealed key on a device that is not sealed (was "sealed" set to false by hand? to start over: apikeyd reset --keys-only)`);
       }
     }
     // The read-only members of revision 1 (docs/api.md §8), where present.
@@ -124,9 +145,9 @@ export function keyringProblems(doc: unknown): string[] {
   return problems;
 }
 
-/** The keys of two strings, with their slots. */
-export function keysOf(rd: string, wr: string): Keys {
-  return Object.freeze({ rd, wr, rdSlot: slotOf(rd), wrSlot: slotOf(wr) });
+/** The keys of two strings (stored forms: a sealed key is its digest), with their slots. */
+export function keysOf(rd: string, wr: string, salt?: string): Keys {
+  return Object.freeze({ rd, wr, rdSlot: slotOf(rd, salt), wrSlot: slotOf(wr, salt) });
 }
 
 /** Builds the keyring from an `apikeys` document already checked by keyringProblems. */
@@ -142,7 +163,8 @@ export function buildKeyring(doc: unknown, context?: KeyringContext): Keyring {
 }
 
 function buildPair(name: string, pair: Record<string, unknown>, context: KeyringContext | undefined): KeyPair {
-  const keys = keysOf(String(pair["rd"]), String(pair["wr"]));
+  const salt = context?.salt?.();
+  const keys = keysOf(String(pair["rd"]), String(pair["wr"]), salt);
   // Members of revision 0 pairs (a factory config not yet updated) take the values that change nothing.
   const enabled = pair["enabled"] !== false;
   const expires = (typeof pair["expires"] === "string" ? expiresMs(pair["expires"]) : undefined) ?? Infinity;
@@ -150,7 +172,7 @@ function buildPair(name: string, pair: Record<string, unknown>, context: Keyring
   const stored = context?.previousOf(name, pair);
   const graceUntilMs = secondsMs(pair["graceUntil"]);
   const confirmUntilMs = secondsMs(pair["confirmUntil"]) || Infinity;
-  const previous = stored !== undefined && graceUntilMs > 0 ? keysOf(stored.rd, stored.wr) : undefined;
+  const previous = stored !== undefined && graceUntilMs > 0 ? keysOf(stored.rd, stored.wr, salt) : undefined;
   const pending = stored !== undefined && confirmUntilMs !== Infinity;
   return Object.freeze({
     ...keys,
@@ -222,4 +244,94 @@ const GENERATED_KEY_BYTES = 24;
 /** A fresh key (`keys generate`, the provisioning tool): 192 bits from the system's CSPRNG, base64url without padding. */
 export function generateKey(): string {
   return nodeCrypto().randomBytes(GENERATED_KEY_BYTES).toString("base64url");
+}
+
+// Sealed keys (docs/api.md §9). A sealed device keeps, in place of each non-empty key, the record
+// `$sha256$<fingerprint>$<digest>`: the key's fingerprint (the 8 hex digits of the logs, which reads
+// show as `sealed:<fingerprint>`) and SHA-256(salt || key) in base64url (43 characters), where salt
+// is 64 hex digits derived from the device's fingerprint secret. The record passes the key rule (60
+// printable characters), so the loader's shape checks take it as they are; nothing accepts it as a
+// key (a key given over HTTP may not start with `$sha256$`), and the loader refuses one on a device
+// that is not sealed. Keys are long and random here (192-bit generated, or at least 24 characters),
+// so one fast hash is the right cost: a slow KDF would buy nothing and hand out a CPU lever.
+
+/** The stored form of a sealed key; group 1 its fingerprint, group 2 its digest. */
+export const SEALED_FORM = /^\$sha256\$([0-9a-f]{8})\$([A-Za-z0-9_-]{43})$/;
+/** What reads show for a sealed key: `sealed:<fingerprint>`. */
+export const SEALED_PREFIX = "sealed:";
+/** The stored form's prefix; a key given over HTTP may not start with it, nor with SEALED_PREFIX. */
+export const SEALED_STORED_PREFIX = "$sha256$";
+/** The shortest key a client may choose on a sealed device: a digest at rest must not be a cracking target. */
+export const MIN_SEALED_KEY_LENGTH = 24;
+/** The value of `rd` or `wr` in a PUT that asks the device to make the key (docs/api.md §9). */
+export const GENERATE = "generate";
+
+const DIGEST_BYTES = 32;
+/** Each digest slot's salt: the slot is a plain Buffer, so the pipeline's key check keeps its signature. */
+const SLOT_SALTS = new WeakMap<Buffer, string>();
+const SALTS = new WeakMap<Buffer, string>();
+
+// One-shot crypto.hash (Node 20.12+, 21.7+) where there is one: about half the cost of createHash.
+// Looked up on first use, with node:crypto (common/lazy-crypto.ts); null: there is none.
+type OneShot = (algorithm: string, data: string, encoding: "buffer") => Buffer;
+let oneShot: OneShot | null | undefined;
+
+/** SHA-256(salt || key): the digest of a sealed key. */
+function keyDigest(salt: string, key: string): Buffer {
+  const text = salt + key;
+  if (oneShot === undefined) oneShot = (nodeCrypto() as { hash?: OneShot }).hash ?? null;
+  return oneShot !== null ? oneShot("sha256", text, "buffer") : nodeCrypto().createHash("sha256").update(text).digest();
+}
+
+/** The device's sealing salt: 64 hex digits, HMAC-SHA-256(fingerprint secret, a fixed label). */
+export function sealSalt(secret: Buffer): string {
+  let salt = SALTS.get(secret);
+  if (salt === undefined) {
+    salt = nodeCrypto().createHmac("sha256", secret).update("apikeyd sealed key digest v1").digest("hex");
+    SALTS.set(secret, salt);
+  }
+  return salt;
+}
+
+/** Whether a stored key is a sealed record. */
+export function isSealedKey(stored: unknown): boolean {
+  return typeof stored === "string" && SEALED_FORM.test(stored);
+}
+
+/** The stored form of `key` on a sealed device: "" stays "", a sealed record stays as it is. */
+export function sealKey(key: string, secret: Buffer): string {
+  if (key === "" || SEALED_FORM.test(key)) return key;
+  return `${SEALED_STORED_PREFIX}${fingerprint(key, secret)}$${keyDigest(sealSalt(secret), key).toString("base64url")}`;
+}
+
+/** A stored key as answers, pages and `keys show` give it: a sealed record as `sealed:<fingerprint>`. */
+export function servedKey(stored: string): string {
+  const sealed = SEALED_FORM.exec(stored);
+  return sealed === null ? stored : SEALED_PREFIX + (sealed[1] as string);
+}
+
+/** The fingerprint of a stored key (a sealed record carries its own). */
+export function storedFingerprint(stored: string, secret: Buffer): string {
+  const sealed = SEALED_FORM.exec(stored);
+  return sealed === null ? fingerprint(stored, secret) : (sealed[1] as string);
+}
+
+/** Whether an `apikeys` document is sealed. */
+export function isSealedDoc(doc: unknown): boolean {
+  return isObject(doc) && doc["sealed"] === true;
+}
+
+/** A copy of an `apikeys` document with every key sealed and `sealed` true. */
+export function sealDocument<T>(doc: T, secret: Buffer): T {
+  if (!isObject(doc) || !Array.isArray(doc["keys"])) return doc;
+  const keys = (doc["keys"] as unknown[]).map((p) => (isObject(p) ? { ...p, rd: sealKey(String(p["rd"]), secret), wr: sealKey(String(p["wr"]), secret) } : p));
+  return { ...doc, keys, sealed: true } as T;
+}
+
+/** The document as it is shown (reads, pages, `keys show`): a sealed device's records as `sealed:<fingerprint>`. */
+export function servedDocument<T>(doc: T): T {
+  if (!isSealedDoc(doc) || !Array.isArray((doc as Record<string, unknown>)["keys"])) return doc;
+  const d = doc as Record<string, unknown>;
+  const keys = (d["keys"] as unknown[]).map((p) => (isObject(p) ? { ...p, rd: servedKey(String(p["rd"])), wr: servedKey(String(p["wr"])) } : p));
+  return { ...d, keys } as T;
 }

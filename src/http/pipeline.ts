@@ -303,20 +303,21 @@ export class Pipeline {
     const life = this.ctx.device.keyLife;
     const written = await life.put(segments, fields, req.socket.remoteAddress ?? "", this.ctx.clock());
     // A PUT on a pair, or on one key of it (keys/<n>/rd): the pair is the first two segments.
-    const warnings = this.auditKeys(req, written.after, fields.values);
-    const selection = select(life.live(endpoint.docs.committed), segments);
+    const warnings = this.auditKeys(req, written.after, written.clear ?? {});
+    // The keys this PUT set are shown in its answer (on a sealed device, the one answer that shows them).
+    const shown = life.answerOf(endpoint.docs.committed, segments, written);
     // Weak keys are stored all the same; the warning rides in a header, the envelope stays as it is.
     const extra = warnings.length > 0 ? { [WEAK_KEY_HEADER]: weakKeyHeader(warnings) } : undefined;
-    this.answer(req, res, heads.body, 200, okEnvelope(JSON.stringify(selection?.value ?? null)), extra);
+    this.answer(req, res, heads.body, 200, okEnvelope(JSON.stringify(shown ?? null)), extra);
   }
 
-  /** A PUT on a pair (or on one of its keys) audits each key it named; returns the weak-key warnings. */
-  private auditKeys(req: http.IncomingMessage, written: unknown, values: ReadonlyMap<string, unknown>): WeakKeyWarning[] {
+  /** A PUT on a pair (or on one of its keys) audits each key it set (in clear, never shown); returns the weak-key warnings. */
+  private auditKeys(req: http.IncomingMessage, written: unknown, clear: Partial<Record<"rd" | "wr", string>>): WeakKeyWarning[] {
     const warnings: WeakKeyWarning[] = [];
     if (!isObject(written) || typeof written["name"] !== "string") return warnings;
     for (const side of ["rd", "wr"] as const) {
-      const key = written[side];
-      if (!values.has(side) || typeof key !== "string") continue;
+      const key = clear[side];
+      if (key === undefined) continue;
       warnings.push(...auditKeySet(this.trail, this.factoryKeys, written["name"], side, key, { client: req.socket.remoteAddress }));
     }
     // An emptied key opens an endpoint: the start's warning, at once.

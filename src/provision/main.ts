@@ -50,6 +50,9 @@ instant: run it again with the same arguments to finish.
   --grace S              the replaced keys keep working S more seconds (0 to 604800, default 0)
   --label TEXT           the label of each pair rotated (0 to 64 characters)
   --expires DATE         "YYYY-MM-DD HH:MM:SS" (UTC): each pair rotated, except apikeys, expires then
+  --seal                 seal each device once its keys are set, checked and recorded: it then
+                         keeps digests only and shows no key again, so the output file is the
+                         only place the keys exist (a lost key: apikeyd reset --keys-only on the device)
   --rotate               give fresh keys again to devices this tool provisioned before, their
                          current keys taken from the output file; without --inventory, every
                          device of the output file
@@ -81,6 +84,7 @@ interface Settings {
   readonly timeoutMs: number;
   readonly ca: string | undefined;
   readonly change: ChangeSettings;
+  readonly seal: boolean;
 }
 
 /** --discover's command line. */
@@ -110,13 +114,14 @@ function parseSettings(argv: string[]): Settings | DiscoverSettings | "help" {
       expires: { type: "string" },
       discover: { type: "boolean" },
       rotate: { type: "boolean" },
+      seal: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     { positionals: false },
   );
   if (values["help"] === true) return "help";
   if (values["discover"] === true) {
-    for (const other of ["inventory", "concurrency", "dry-run", "device-throttle", "rotate"]) {
+    for (const other of ["inventory", "concurrency", "dry-run", "device-throttle", "rotate", "seal"]) {
       if (values[other] !== undefined) throw new UsageError(`--${other} does not go with --discover`);
     }
     if (values["out"] === "" || values["ca"] === "") throw new UsageError("--out and --ca take a FILE");
@@ -166,6 +171,7 @@ function parseSettings(argv: string[]): Settings | DiscoverSettings | "help" {
     timeoutMs: timeoutS * 1000,
     ca: typeof ca === "string" ? ca : undefined,
     change,
+    seal: values["seal"] === true,
   };
 }
 
@@ -177,12 +183,15 @@ function optionalNumber(raw: string | boolean | undefined, fallback: number, opt
 /** One line on how a device ended. */
 function describe(outcome: DeviceOutcome): string {
   switch (outcome.status) {
-    case "done":
-      return outcome.changed.length === 0 ? "already provisioned, nothing changed" : `done, ${outcome.changed.length} pairs changed (${outcome.changed.join(", ")})`;
+    case "done": {
+      const text = outcome.changed.length === 0 ? "already provisioned, nothing changed" : `done, ${outcome.changed.length} pairs changed (${outcome.changed.join(", ")})`;
+      return outcome.sealedNow === true ? `${text.replace("nothing changed", "keys unchanged")}; sealed` : text;
+    }
     case "planned": {
       const parts: string[] = [];
       if (outcome.rotate.length > 0) parts.push(`would give ${outcome.rotate.length} pairs new keys (${outcome.rotate.join(", ")})`);
       if (outcome.confirm.length > 0) parts.push(`would check and record ${outcome.confirm.length} interrupted changes (${outcome.confirm.join(", ")})`);
+      if (outcome.seal === true) parts.push("would seal it");
       return parts.length === 0 ? "already provisioned, nothing would change" : parts.join("; ");
     }
     case "failed":
@@ -213,6 +222,13 @@ async function run(settings: Settings): Promise<number> {
   }
   // Keys go only into a folder where nobody else can swap the files (files.ts explains).
   await checkOutputFolder(dirname(outPath));
+  if (settings.seal && !settings.dryRun) {
+    // Said before anything is sent: after this run, nothing but that file knows the keys.
+    process.stderr.write(
+      `--seal: each device is sealed once its keys are set and checked, and never shows a key again: ${printable(outPath)} (and its journal, until the run finishes) ` +
+        "will be the only place the keys exist. Keep it safe and keep an encrypted backup; a device whose keys are lost can only be reset offline (apikeyd reset --keys-only).\n",
+    );
+  }
   let lock: PidLock | undefined;
   const tally = { done: 0, failed: 0, total: devices.length };
   if (!settings.dryRun) {
@@ -267,6 +283,7 @@ async function run(settings: Settings): Promise<number> {
           event: (host, message) => progress.event(host, message),
           taken,
           change: settings.change,
+          seal: settings.seal,
         },
       );
       progress.finish(device.host, describe(outcome), outcome.status === "failed");

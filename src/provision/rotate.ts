@@ -46,6 +46,8 @@ export interface RotateContext {
   readonly taken: Set<string>;
   /** How each change is sent (docs/provisioning.md): confirm-or-revert window, grace, label, expiry. */
   readonly change?: ChangeSettings;
+  /** --seal: each device is sealed once its keys are set, checked and recorded (docs/api.md §9). */
+  readonly seal?: boolean;
 }
 
 /** What the tool asks of each change besides the keys (docs/api.md §8). */
@@ -64,9 +66,9 @@ export const DEFAULT_CONFIRM_S = 120;
 
 /** How a device ended. `changed` names the pairs whose new keys this run set or confirmed. */
 export type DeviceOutcome =
-  | { readonly status: "done"; readonly changed: readonly string[] }
+  | { readonly status: "done"; readonly changed: readonly string[]; readonly sealedNow?: boolean }
   | { readonly status: "failed"; readonly reason: string; readonly changed: readonly string[] }
-  | { readonly status: "planned"; readonly rotate: readonly string[]; readonly confirm: readonly string[] };
+  | { readonly status: "planned"; readonly rotate: readonly string[]; readonly confirm: readonly string[]; readonly seal?: boolean };
 
 /** A device that cannot be finished in this run; the reason names what went wrong. */
 class DeviceFailure extends Error {}
@@ -115,6 +117,10 @@ class DeviceRun {
   /** Pairs whose keys are known good: recorded earlier and found unchanged, or set and checked now. */
   private readonly confirmed = new Map<string, Pair>();
   private readonly changed = new Set<string>();
+  /** Whether the device is sealed (docs/api.md §9): its apikeys document shows no key, only `sealed:<fingerprint>`. */
+  private sealed = false;
+  /** On a sealed device, which keys were found to open which pair (as it read then), by using them. */
+  private readonly proofs = new Map<string, boolean>();
 
   constructor(
     private readonly job: DeviceJob,
@@ -136,7 +142,7 @@ class DeviceRun {
   async provision(): Promise<DeviceOutcome> {
     for (let pass = 1; pass <= MAX_PASSES; pass++) {
       const { auth, pairs } = await this.discover();
-      if (this.ctx.dryRun) return this.plan(pairs);
+      if (this.ctx.dryRun) return await this.plan(pairs);
       if ((await this.reconcile(auth, pairs)) === "restart") continue;
 
       // Once the apikeys pair is one only we know, nothing sent with an older one can land any
@@ -146,16 +152,18 @@ class DeviceRun {
       // and no change waits for a confirmation that would take it back.
       const final = await this.readPairs(this.confirmed.get(APIKEYS) as Pair);
       if (final === undefined) continue;
-      if (!final.every((p) => samePair(p, this.confirmed.get(p.name)))) continue;
+      if (!final.every((p) => this.sameKeys(p, this.confirmed.get(p.name)))) continue;
       const graceAsked = (this.ctx.change?.graceS ?? 0) > 0;
       const pending = final.find((p) => this.changed.has(p.name) && ((p.confirmUntil ?? 0) !== 0 || (!graceAsked && (p.graceUntil ?? 0) !== 0)));
       if (pending !== undefined) throw new DeviceFailure(`${pending.name}: read back, its new keys are ${(pending.confirmUntil ?? 0) !== 0 ? "still waiting for their confirmation" : "set, but its previous keys are still in a grace period"}; re-run to finish`);
-      if (this.changed.size > 0) this.ctx.event(this.host, `read back with the new apikeys key: every pair holds exactly its new keys`);
-      const keys = new Map<string, Pair>(final.map((p) => [p.name, { rd: p.rd, wr: p.wr }]));
+      if (this.changed.size > 0) this.ctx.event(this.host, `read back with the new apikeys key: every pair holds its new keys, no grace or confirmation pending`);
+      const keys = new Map<string, Pair>(final.map((p) => [p.name, this.confirmed.get(p.name) as Pair]));
       const recorded = this.job.recorded;
-      const unchanged = recorded !== undefined && recorded.size === final.length && final.every((p) => samePair(p, recorded.get(p.name)));
+      const unchanged = recorded !== undefined && recorded.size === final.length && final.every((p) => samePair(keys.get(p.name), recorded.get(p.name)));
       if (!unchanged) await this.ctx.record(this.host, keys, true);
-      return { status: "done", changed: [...this.changed] };
+      // Sealed last: the keys are on disk in the output file, checked, before the device forgets them.
+      const sealedNow = this.ctx.seal === true && !this.sealed ? await this.sealDevice(keys.get(APIKEYS) as Pair) : false;
+      return { status: "done", changed: [...this.changed], sealedNow };
     }
     throw new DeviceFailure("its keys kept changing while they were being set (is another client changing them?); re-run to finish");
   }
@@ -185,6 +193,15 @@ class DeviceRun {
       }
       const own = pairs.find((p) => p.name === APIKEYS);
       if (own === undefined) throw new DeviceFailure('its apikeys document has no pair named "apikeys"');
+      if (this.sealed) {
+        // A sealed device shows no key: the read key is proven by this read, the write key by a write check.
+        if (!(await this.writeOpens(APIKEYS, pair))) {
+          refused.push(`${source} wr ${fingerprint(pair.wr, RUN_SECRET)}`);
+          continue;
+        }
+        this.proofs.set(proofId(own, pair), true);
+        return { auth: pair, pairs };
+      }
       for (const p of pairs) this.ctx.taken.add(p.rd).add(p.wr);
       return { auth: { rd: own.rd, wr: own.wr }, pairs };
     }
@@ -200,6 +217,7 @@ class DeviceRun {
     if (a.status !== 200 || a.error !== 0) throw new DeviceFailure(`answered HTTP ${a.status} (error ${a.error}) to reading apikeys`);
     const keys = (a.data as { keys?: unknown } | null)?.keys;
     if (!Array.isArray(keys)) throw new DeviceFailure("its apikeys document has no keys array");
+    this.sealed = (a.data as { sealed?: unknown }).sealed === true;
     return keys.map((p: unknown, index) => {
       const o = p as Record<string, unknown> | null;
       if (typeof o?.["name"] !== "string" || typeof o["rd"] !== "string" || typeof o["wr"] !== "string") {
@@ -216,37 +234,85 @@ class DeviceRun {
   }
 
   /** Which pairs a run would change, and which earlier changes it would only confirm. */
-  private plan(pairs: readonly DevicePair[]): DeviceOutcome {
+  private async plan(pairs: readonly DevicePair[]): Promise<DeviceOutcome> {
     const rotate: string[] = [];
     const confirm: string[] = [];
     for (const p of this.ordered(pairs)) {
-      if (this.isRecorded(p)) continue;
-      if (this.landedIntent(p) !== undefined) confirm.push(p.name);
+      if (await this.isRecorded(p)) continue;
+      if ((await this.landedIntent(p)) !== undefined) confirm.push(p.name);
       else rotate.push(p.name);
     }
-    return { status: "planned", rotate, confirm };
+    return { status: "planned", rotate, confirm, seal: this.ctx.seal === true && !this.sealed };
   }
 
   /** Whether the pair holds the keys the output file has for it, and may keep them (not --rotate). */
-  private isRecorded(p: DevicePair): boolean {
-    return this.ctx.rotate !== true && samePair(p, this.job.recorded?.get(p.name));
+  private async isRecorded(p: DevicePair): Promise<boolean> {
+    return this.ctx.rotate !== true && (await this.holds(p, this.job.recorded?.get(p.name)));
   }
 
   /** The journal line whose new keys the pair holds: a change made by a run that did not check it. */
-  private landedIntent(p: DevicePair): Intent | undefined {
-    return this.intents.filter((i) => i.endpoint === p.name && samePair(newPair(i), p)).pop();
+  private async landedIntent(p: DevicePair): Promise<Intent | undefined> {
+    const mine = this.intents.filter((i) => i.endpoint === p.name);
+    for (let i = mine.length - 1; i >= 0; i--) if (await this.holds(p, newPair(mine[i] as Intent))) return mine[i];
+    return undefined;
+  }
+
+  /**
+   * Whether the pair holds these keys. Unsealed, the apikeys document says; a sealed device shows
+   * `sealed:<fingerprint>` only (and the tool has no device secret to compute one), so the keys are
+   * tried: a read with the read key, a write check with both (an empty PUT, refused with error 9
+   * after the keys passed, which also confirms a pending change). A pair without an endpoint cannot
+   * be tried: keys recorded for it are taken as they are.
+   */
+  private async holds(p: DevicePair, keys: Pair | undefined): Promise<boolean> {
+    if (keys === undefined) return false;
+    if (!this.sealed) return samePair(p, keys);
+    if ((p.rd === "") !== (keys.rd === "") || (p.wr === "") !== (keys.wr === "")) return false;
+    const id = proofId(p, keys);
+    let proof = this.proofs.get(id);
+    if (proof === undefined) {
+      const path = API + encodeURIComponent(p.name);
+      const read = await this.send("GET", path, { rd: keys.rd, mayBeRefused: true });
+      // 16 and 17 are answered only to the right keys.
+      proof = read.status === 404 || read.status === 200 || read.error === 16 || read.error === 17;
+      if (proof && read.status !== 404 && !this.ctx.dryRun) proof = await this.writeOpens(p.name, keys);
+      this.proofs.set(id, proof);
+    }
+    return proof;
+  }
+
+  /** Whether both keys pass a pair's write check (an empty PUT: error 9 after the keys). */
+  private async writeOpens(name: string, keys: Pair): Promise<boolean> {
+    const write = await this.send("PUT", API + encodeURIComponent(name), { rd: keys.rd, wr: keys.wr, form: {}, mayBeRefused: true });
+    return passedKeyCheck(write);
+  }
+
+  /** The final read agrees with what the run set or found: the keys themselves, or on a sealed device which sides are empty. */
+  private sameKeys(p: DevicePair, keys: Pair | undefined): boolean {
+    if (!this.sealed) return samePair(p, keys);
+    return keys !== undefined && (p.rd === "") === (keys.rd === "") && (p.wr === "") === (keys.wr === "");
+  }
+
+  /** --seal: PUT sealed=true with the device's new apikeys pair (docs/api.md §9). */
+  private async sealDevice(auth: Pair): Promise<boolean> {
+    const a = await this.send("PUT", `${API}${APIKEYS}`, { rd: auth.rd, wr: auth.wr, form: { sealed: "true" } });
+    if (a.status !== 200 || a.error !== 0) throw new DeviceFailure(`refused to be sealed (HTTP ${a.status}, error ${a.error}); its keys are recorded, run again to seal it`);
+    this.sealed = true;
+    this.ctx.event(this.host, "sealed: the device keeps digests only; the output file is now the only place its keys exist");
+    return true;
   }
 
   /** Sets fresh keys on every pair that does not hold ours yet; "restart" when keys moved under us. */
   private async reconcile(start: Pair, pairs: readonly DevicePair[]): Promise<"converged" | "restart"> {
     let auth = start;
     for (const p of this.ordered(pairs)) {
-      if (samePair(p, this.confirmed.get(p.name))) continue;
-      if (this.isRecorded(p)) {
-        this.confirmed.set(p.name, { rd: p.rd, wr: p.wr });
+      const mine = this.confirmed.get(p.name);
+      if (mine !== undefined && (await this.holds(p, mine))) continue;
+      if (await this.isRecorded(p)) {
+        this.confirmed.set(p.name, this.job.recorded?.get(p.name) as Pair);
         continue;
       }
-      const landed = this.landedIntent(p);
+      const landed = await this.landedIntent(p);
       if (landed !== undefined) {
         this.ctx.event(this.host, `${p.name}: found the keys of an interrupted change; checking them`);
         if ((await this.verify(p.name, newPair(landed))) === "no endpoint") await this.settle(p, auth, newPair(landed));
@@ -255,7 +321,9 @@ class DeviceRun {
       }
 
       const fresh = this.freshPair();
-      const intent: Intent = { host: this.host, endpoint: p.name, oldRd: p.rd, oldWr: p.wr, newRd: fresh.rd, newWr: fresh.wr };
+      // On a sealed device the old keys are those the run knows (the apikeys pair's), or its sealed forms (never a key).
+      const old = this.sealed && p.name === APIKEYS ? auth : { rd: p.rd, wr: p.wr };
+      const intent: Intent = { host: this.host, endpoint: p.name, oldRd: old.rd, oldWr: old.wr, newRd: fresh.rd, newWr: fresh.wr };
       await this.ctx.journal(intent);
       this.intents.push(intent);
       // Sent with confirm: unless the checks below present the new keys in time, the device goes
@@ -371,6 +439,11 @@ class DeviceRun {
       return a;
     }
   }
+}
+
+/** The key of a proof: the pair as the device showed it, and the keys tried. */
+function proofId(p: DevicePair, keys: Pair): string {
+  return JSON.stringify([p.name, p.rd, p.wr, keys.rd, keys.wr]);
 }
 
 /** Whether a write check got past the keys: any refusal that comes after them in docs/api.md §5's order. */

@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import type { PreviousEntry } from "../access/key-deadlines.ts";
 import { KeyLife } from "../access/key-life.ts";
-import { buildKeyring, type Keyring } from "../access/keys.ts";
+import { buildKeyring, isSealedDoc, sealKey, type Keyring } from "../access/keys.ts";
 import { deepFreeze, type Json } from "./documents.ts";
 import { wireEndpoints } from "./endpoint-wiring.ts";
 import { keepSavedEntries } from "./live-data.ts";
@@ -167,11 +167,14 @@ export class Device {
     const factoryRing = buildKeyring(this.factory.get(APIKEYS_ENDPOINT));
     const open: string[] = [];
     const factoryKeys: string[] = [];
+    // A sealed device's keys are compared as sealed records (docs/api.md §9).
+    const sealed = isSealedDoc(this.endpoints.get(APIKEYS_ENDPOINT)?.docs.committed);
+    const stored = (key: string): string => (sealed ? sealKey(key, this.fingerprintSecret) : key);
     for (const [name, pair] of this.keyring) {
       if (!this.endpoints.has(name)) continue;
       if (pair.rd === "" || pair.wr === "") open.push(name);
       const original = factoryRing.get(name);
-      if (original !== undefined && ((pair.rd !== "" && pair.rd === original.rd) || (pair.wr !== "" && pair.wr === original.wr))) {
+      if (original !== undefined && ((pair.rd !== "" && pair.rd === stored(original.rd)) || (pair.wr !== "" && pair.wr === stored(original.wr)))) {
         factoryKeys.push(name);
       }
     }

@@ -7,11 +7,12 @@
 
 import { join } from "node:path";
 import { FingerprintSecretError, loadFingerprintSecret } from "../access/fingerprint-secret.ts";
-import { readPreviousKeys } from "../access/key-deadlines.ts";
+import { entryMatches, readPreviousKeysFile, type PreviousEntry } from "../access/key-deadlines.ts";
+import { isSealedDoc, sealDocument } from "../access/keys.ts";
 import { loadFactory } from "./config-folder.ts";
-import { DEVICE_ENDPOINT, Device, StartupError } from "./device.ts";
+import { APIKEYS_ENDPOINT, DEVICE_ENDPOINT, Device, StartupError } from "./device.ts";
 import type { Json } from "./documents.ts";
-import type { Schema } from "./schema.ts";
+import { isObject, type Schema } from "./schema.ts";
 import { fileText, readStateFile, type StateFile } from "./state-file.ts";
 import { prepareStateFolder } from "./state-folder.ts";
 import { NODE_FS, writeFileDurably, type StoreFs } from "./store.ts";
@@ -34,8 +35,27 @@ export async function loadDevice(options: LoadOptions): Promise<Device> {
   const secret = await loadFingerprintSecret(options.stateDir, { create: true, warn }).catch((error: unknown) => {
     throw error instanceof FingerprintSecretError ? new StartupError(error.message) : error;
   });
-  const previous = await readPreviousKeys(options.stateDir, warn);
+  const { entries: previous, sealed } = await readPreviousKeysFile(options.stateDir, warn);
+  if (sealed) await finishSealing(options.stateDir, stored, previous, secret, fs, warn);
   return new Device(schema, factory, options.stateDir, stored, fs, secret, previous);
+}
+
+/**
+ * Sealing writes previous.keys (marked sealed) before apikeys.json (docs/api.md §9). A marked file
+ * beside an `apikeys.json` that is not sealed, holding an entry for the sealed keys of that very
+ * document, is a sealing a crash interrupted: it is finished here, durably, before anything is
+ * served, so the grace keys of that file stay usable and no key stays in clear.
+ */
+async function finishSealing(stateDir: string, stored: Map<string, Json>, previous: ReadonlyMap<string, PreviousEntry>, secret: Buffer, fs: StoreFs, warn: (message: string) => void): Promise<void> {
+  const doc = stored.get(APIKEYS_ENDPOINT);
+  if (doc === undefined || isSealedDoc(doc)) return;
+  const sealedDoc = sealDocument(doc, secret);
+  const pairs = isObject(sealedDoc) && Array.isArray(sealedDoc["keys"]) ? (sealedDoc["keys"] as Json[]) : [];
+  const ours = pairs.some((p) => isObject(p) && entryMatches(secret, previous.get(String(p["name"])), p));
+  if (!ours) return;
+  await writeFileDurably(fs, stateDir, `${APIKEYS_ENDPOINT}.json`, fileText(sealedDoc));
+  stored.set(APIKEYS_ENDPOINT, sealedDoc);
+  warn(`finished sealing ${join(stateDir, APIKEYS_ENDPOINT + ".json")}: an earlier sealing was interrupted after previous.keys was sealed`);
 }
 
 /**

@@ -8,7 +8,7 @@
 
 import type { Clock } from "../common/clock.ts";
 import type { Logger } from "../common/log.ts";
-import type { Device } from "../state/device.ts";
+import { APIKEYS_ENDPOINT, type Device } from "../state/device.ts";
 import { decodeSegments, select } from "../state/documents.ts";
 import { levelOf, type Level } from "./basic-auth.ts";
 import { echoAllowed } from "./echo-rules.ts";
@@ -130,7 +130,9 @@ function echoRest(ctx: SsiContext, path: string): string {
     return "";
   }
   const [endpoint, ...members] = segments;
-  const selection = select(ctx.device.endpoints.get(endpoint as string)?.docs.committed, members);
+  const committed = ctx.device.endpoints.get(endpoint as string)?.docs.committed;
+  // apikeys as a GET shows it: a sealed device's keys are `sealed:<fingerprint>` (docs/api.md §9), never their digests.
+  const selection = select(endpoint === APIKEYS_ENDPOINT && committed !== undefined ? ctx.device.keyLife.live(committed) : committed, members);
   if (selection === undefined) return "";
   const value = selection.value;
   return typeof value === "string" ? value : JSON.stringify(value);

@@ -6,7 +6,18 @@
 
 import { auditKeySet } from "../../access/audit.ts";
 import { FingerprintSecretError, loadFingerprintSecret } from "../../access/fingerprint-secret.ts";
-import { fingerprint, generateKey, keyringProblems } from "../../access/keys.ts";
+import {
+  fingerprint,
+  GENERATE,
+  generateKey,
+  isSealedDoc,
+  keyringProblems,
+  MIN_SEALED_KEY_LENGTH,
+  SEALED_PREFIX,
+  SEALED_STORED_PREFIX,
+  sealKey,
+  servedKey,
+} from "../../access/keys.ts";
 import { factoryKeysOf } from "../../access/weak-keys.ts";
 import { loadFactory } from "../../state/config-folder.ts";
 import { APIKEYS_ENDPOINT } from "../../state/device.ts";
@@ -14,7 +25,7 @@ import { fileText, readStateFile } from "../../state/state-file.ts";
 import { cloneJson, shapeProblems, TYPE_NAME, type Json } from "../../state/documents.ts";
 import { convertText, INVALID, isObject, isValidKey } from "../../state/schema.ts";
 import { NODE_FS, writeFileDurably } from "../../state/store.ts";
-import { readPreviousKeys, writePreviousKeys } from "../../access/key-deadlines.ts";
+import { readPreviousKeysFile, writePreviousKeys } from "../../access/key-deadlines.ts";
 import { printable } from "../../common/printable.ts";
 import { CommandError, orRefuse, takeStateFolder, type CommandIo } from "./shared.ts";
 
@@ -30,8 +41,11 @@ export async function keysShow(configDir: string, stateDir: string, io: CommandI
     throw new CommandError(`${file.problems.join("\n")}\nTo start over with the factory keys: apikeyd reset --keys-only`);
   }
   if (file.status === "missing") io.err(`no ${APIKEYS_ENDPOINT}.json in ${stateDir} yet: these are the factory pairs, which the first start copies there`);
-  const pairs = pairsOf(file.status === "ok" ? file.doc : factoryDoc);
-  const keys = [["pair", "rd", "wr"], ...pairs.map((p) => [p.name, p.rd === "" ? EMPTY_KEY : p.rd, p.wr === "" ? EMPTY_KEY : p.wr])];
+  const doc = file.status === "ok" ? file.doc : factoryDoc;
+  const pairs = pairsOf(doc);
+  // A sealed device (docs/api.md §9) has no key to show: each is `sealed:<fingerprint>`.
+  const shown = (key: string): string => (key === "" ? EMPTY_KEY : servedKey(key));
+  const keys = [["pair", "rd", "wr"], ...pairs.map((p) => [p.name, shown(p.rd), shown(p.wr)])];
   // Then the life of each pair (docs/api.md §8); times in UTC, as `expires` is written.
   const life = [
     ["pair", "enabled", "expires", "origins", "last used", "from", "grace until", "confirm until", "keys changed", "label"],
@@ -49,6 +63,7 @@ export async function keysShow(configDir: string, stateDir: string, io: CommandI
     ]),
   ];
   printTable(keys, io);
+  if (isSealedDoc(doc)) io.out("sealed: the device keeps digests only and cannot show a key (a lost key: apikeyd reset --keys-only)");
   io.out("");
   printTable(life, io);
   return 0;
@@ -90,17 +105,34 @@ export async function keysSet(configDir: string, stateDir: string, name: string,
     // The name is not repeated: it is an argument, and a key typed in its place would be printed.
     if (pair === undefined) throw new CommandError(`no key pair by that name; the pairs are: ${pairsOf(doc).map((p) => p.name).join(", ")}`);
     const rules = schema.types.get(String(pair[TYPE_NAME]))?.writable;
+    const sealed = isSealedDoc(doc);
+    // --rd=generate / --wr=generate: a fresh key, printed once below (docs/api.md §9).
+    const generated = new Set<string>();
+    const given = { ...keys };
+    for (const side of ["rd", "wr"] as const) {
+      if (given[side] === GENERATE) {
+        given[side] = generateKey();
+        generated.add(side);
+      }
+    }
     const changes: Array<["rd" | "wr", string]> = [];
-    if (keys.rd !== undefined) changes.push(["rd", keys.rd]);
-    if (keys.wr !== undefined) changes.push(["wr", keys.wr]);
+    if (given.rd !== undefined) changes.push(["rd", given.rd]);
+    if (given.wr !== undefined) changes.push(["wr", given.wr]);
     const before = { ...pair };
     for (const member of named) {
       const rule = rules?.get(member);
       if (rule === undefined) throw new CommandError(`${member} of ${String(pair[TYPE_NAME])} is not writable`);
-      const value = convertText(rule, keys[member] as string);
+      const value = convertText(rule, given[member] as string);
       // The message never repeats the key: it may be a near miss of a real one.
       if (value === INVALID) throw new CommandError(`--${member}: ${LIFE_RULES[member]}`);
       pair[member] = value as Json;
+    }
+    for (const [side, key] of changes) {
+      if (generated.has(side)) continue;
+      if (key.startsWith(SEALED_PREFIX) || key.startsWith(SEALED_STORED_PREFIX)) throw new CommandError(`--${side}: a key cannot start with sealed: or $sha256$ (what a sealed device shows and keeps in place of a key)`);
+      if (sealed && key !== "" && key.length < MIN_SEALED_KEY_LENGTH) {
+        throw new CommandError(`--${side}: on a sealed device a key is generate, "" or at least ${MIN_SEALED_KEY_LENGTH} characters`);
+      }
     }
     if (changes.length > 0 && "changed" in pair) {
       // A change of keys, offline: stamped, and any grace or pending confirmation of the pair ends.
@@ -108,10 +140,12 @@ export async function keysSet(configDir: string, stateDir: string, name: string,
       pair["graceUntil"] = 0;
       pair["confirmUntil"] = 0;
     }
-    const problems = [...shapeProblems(doc, schema), ...keyringProblems(doc)];
-    if (problems.length > 0) throw new CommandError(`the changed ${APIKEYS_ENDPOINT}.json would be invalid: ${problems.join("; ")}`);
     // Before the change: a key changed without its audit line would be worse than no change.
     const secret = await orRefuseSecret(loadFingerprintSecret(stateDir, { create: true, warn: (m) => io.log.log("warn", m) }));
+    // A sealed device keeps the digest only.
+    if (sealed) for (const [side] of changes) pair[side] = sealKey(String(pair[side]), secret);
+    const problems = [...shapeProblems(doc, schema), ...keyringProblems(doc)];
+    if (problems.length > 0) throw new CommandError(`the changed ${APIKEYS_ENDPOINT}.json would be invalid: ${problems.join("; ")}`);
     await writeFileDurably(NODE_FS, stateDir, `${APIKEYS_ENDPOINT}.json`, fileText(doc));
     if (changes.length > 0) await forgetPreviousKeys(stateDir, name, io);
     for (const [side, key] of changes) {
@@ -128,6 +162,8 @@ export async function keysSet(configDir: string, stateDir: string, name: string,
       io.err("warning: the apikeys pair is switched off or expires: key management over HTTP stops then (keys set can undo it)");
     }
     io.out(`${name}: ${named.length === 1 ? named[0] : `${named.slice(0, -1).join(", ")} and ${named.at(-1)}`} changed in ${stateDir}/${APIKEYS_ENDPOINT}.json`);
+    // The one place a generated key is shown: copy it now.
+    for (const [side, key] of changes) if (generated.has(side)) io.out(`${name} ${side} (generated, shown once): ${key}`);
     return 0;
   } finally {
     lock.release();
@@ -180,9 +216,9 @@ const LIFE_RULES = {
 
 /** Drops a pair's previous keys (its grace or pending confirmation ended with an offline change). */
 async function forgetPreviousKeys(stateDir: string, name: string, io: CommandIo): Promise<void> {
-  const entries = await readPreviousKeys(stateDir, (m) => io.log.log("warn", m));
+  const { entries, sealed } = await readPreviousKeysFile(stateDir, (m) => io.log.log("warn", m));
   if (!entries.delete(name)) return;
-  await writePreviousKeys(NODE_FS, stateDir, entries);
+  await writePreviousKeys(NODE_FS, stateDir, entries, sealed);
 }
 
 interface PairRow {

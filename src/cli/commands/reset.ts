@@ -30,9 +30,12 @@ export async function reset(configDir: string, stateDir: string, flags: { keysOn
   }
   const lock = await takeStateFolder(stateDir, "reset");
   try {
-    for (const name of names) await writeFileDurably(NODE_FS, stateDir, `${name}.json`, fileText(factory.get(name)));
-    // The keys that grace periods and pending confirmations kept go with the keys they served.
+    // The keys that grace periods and pending confirmations kept go with the keys they served. First:
+    // a sealed previous.keys left beside the factory apikeys.json by a crash would have the next
+    // start finish a sealing (load-device.ts); the other way round, a crash leaves only deadlines
+    // without their keys, which the start clears.
     await removePreviousKeys(stateDir);
+    for (const name of names) await writeFileDurably(NODE_FS, stateDir, `${name}.json`, fileText(factory.get(name)));
   } finally {
     lock.release();
   }
