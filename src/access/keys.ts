@@ -79,9 +79,11 @@ function fillSlot(slot: Buffer, key: string): Buffer {
  * matches nothing. A sealed key (docs/api.md §9) gets a digest slot: its 32 bytes, tied to the
  * device's salt; without the salt (a keyring built for a report) it matches nothing.
  */
-function slotOf(key: string, salt: string | undefined): Buffer {
+function slotOf(key: string, saltOf: (() => string) | undefined): Buffer {
   const sealed = SEALED_FORM.exec(key);
   if (sealed !== null) {
+    // The salt is derived only when a sealed key needs it: an unsealed start loads no node:crypto.
+    const salt = saltOf?.();
     if (salt === undefined) return Buffer.alloc(SLOT_BYTES, 0xff);
     const slot = Buffer.from(sealed[2] as string, "base64url");
     SLOT_SALTS.set(slot, salt);
@@ -146,8 +148,9 @@ export function keyringProblems(doc: unknown): string[] {
 }
 
 /** The keys of two strings (stored forms: a sealed key is its digest), with their slots. */
-export function keysOf(rd: string, wr: string, salt?: string): Keys {
-  return Object.freeze({ rd, wr, rdSlot: slotOf(rd, salt), wrSlot: slotOf(wr, salt) });
+export function keysOf(rd: string, wr: string, salt?: string | (() => string)): Keys {
+  const saltOf = typeof salt === "string" ? () => salt : salt;
+  return Object.freeze({ rd, wr, rdSlot: slotOf(rd, saltOf), wrSlot: slotOf(wr, saltOf) });
 }
 
 /** Builds the keyring from an `apikeys` document already checked by keyringProblems. */
@@ -162,8 +165,14 @@ export function buildKeyring(doc: unknown, context?: KeyringContext): Keyring {
   return ring;
 }
 
+/** `fn` called at most once, on first use. */
+function once<T>(fn: () => T): () => T {
+  let value: { v: T } | undefined;
+  return () => (value ??= { v: fn() }).v;
+}
+
 function buildPair(name: string, pair: Record<string, unknown>, context: KeyringContext | undefined): KeyPair {
-  const salt = context?.salt?.();
+  const salt = context?.salt === undefined ? undefined : once(context.salt.bind(context));
   const keys = keysOf(String(pair["rd"]), String(pair["wr"]), salt);
   // Members of revision 0 pairs (a factory config not yet updated) take the values that change nothing.
   const enabled = pair["enabled"] !== false;

@@ -4,13 +4,12 @@
  * keyed request (timingSafeEqual), a key change (fingerprints) or a first start (new secrets) load it.
  */
 
-import { createRequire } from "node:module";
+import { loadBuiltin } from "./builtins.ts";
 import type * as crypto from "node:crypto";
 
-const loadBuiltin = createRequire("/"); // any absolute path: built-ins never resolve from disk
 let loaded: typeof crypto | undefined;
 
 /** node:crypto, loaded on first use. */
 export function nodeCrypto(): typeof crypto {
-  return (loaded ??= loadBuiltin("node:crypto") as typeof crypto);
+  return (loaded ??= loadBuiltin<typeof crypto>("node:crypto"));
 }

@@ -6,8 +6,8 @@
  */
 
 import type * as dgram from "node:dgram";
-import { createRequire } from "node:module";
-import * as os from "node:os";
+import type * as os from "node:os";
+import { loadBuiltin } from "../common/builtins.ts";
 import type { Logger } from "../common/log.ts";
 import { DEVICE_ENDPOINT, type Device } from "../state/device.ts";
 import type { Json } from "../state/documents.ts";
@@ -15,8 +15,7 @@ import { readIdentity } from "./names.ts";
 import { MDNS_PORT, Responder, type Link, type Transport } from "./responder.ts";
 
 // node:dgram is loaded when mDNS starts, not at every start (`npm run bench`, start to listening).
-const loadBuiltin = createRequire("/"); // any absolute path: built-ins never resolve from disk
-const loadDgram = (): typeof dgram => loadBuiltin("node:dgram") as typeof dgram;
+const loadDgram = (): typeof dgram => loadBuiltin<typeof dgram>("node:dgram");
 
 export const MDNS_GROUP_V4 = "224.0.0.251";
 export const MDNS_GROUP_V6 = "ff02::fb";
@@ -191,7 +190,7 @@ class DgramTransport implements Transport {
  * UDP 5353 cannot be had; the server goes on without discovery.
  */
 export async function startDiscovery(device: Device, options: DiscoveryOptions): Promise<Discovery | undefined> {
-  const interfacesOf = options.networkInterfaces ?? os.networkInterfaces;
+  const interfacesOf = options.networkInterfaces ?? loadBuiltin<typeof os>("node:os").networkInterfaces;
   const listen = options.listenAddress;
   const currentLinks = (): Link[] => linksFor(listen, options.interfaces, interfacesOf());
   const identity = (): ReturnType<typeof readIdentity> =>

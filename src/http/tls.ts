@@ -2,18 +2,17 @@
 
 import { readFile, stat } from "node:fs/promises";
 import type * as https from "node:https";
-import { createRequire } from "node:module";
+import { loadBuiltin } from "../common/builtins.ts";
 import type * as tls from "node:tls";
 
 // node:tls and node:https are loaded on first use: loading them took about 3 ms of every start
 // (`npm run bench`, start to listening), and most devices serve plain HTTP.
-const loadBuiltin = createRequire("/"); // any absolute path: built-ins never resolve from disk
 
 /** node:tls, loaded on first use. */
-export const tlsModule = (): typeof tls => loadBuiltin("node:tls") as typeof tls;
+export const tlsModule = (): typeof tls => loadBuiltin<typeof tls>("node:tls");
 
 /** node:https, loaded on first use. */
-export const httpsModule = (): typeof https => loadBuiltin("node:https") as typeof https;
+export const httpsModule = (): typeof https => loadBuiltin<typeof https>("node:https");
 
 /** The certificate chain and private key, PEM, checked to load together. */
 export interface TlsFiles {

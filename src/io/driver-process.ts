@@ -5,13 +5,12 @@
  */
 
 import type { ChildProcess } from "node:child_process";
-import { createRequire } from "node:module";
+import { loadBuiltin } from "../common/builtins.ts";
 import type { Logger } from "../common/log.ts";
 import { LineSplitter, LINES_PER_TURN, MAX_LINE_BYTES, MAX_QUEUED_LINES } from "./protocol.ts";
 
 // node:child_process is loaded when a driver is started, not at every start (`npm run bench`).
-const loadBuiltin = createRequire("/"); // any absolute path: built-ins never resolve from disk
-const loadChildProcess = (): typeof import("node:child_process") => loadBuiltin("node:child_process") as typeof import("node:child_process");
+const loadChildProcess = (): typeof import("node:child_process") => loadBuiltin<typeof import("node:child_process")>("node:child_process");
 
 /** When a driver that ended is started again. */
 export interface Backoff {

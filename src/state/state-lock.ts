@@ -9,7 +9,6 @@
 
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { LockHeldError, lockOwner, takePidLock, UNSETTLED_MS, type LockOwner } from "../common/pid-lock.ts";
 
 export type { LockOwner } from "../common/pid-lock.ts";
@@ -55,7 +54,7 @@ export async function lockStateFolder(stateDir: string, role: string): Promise<S
       if (error.owner !== undefined) throw new LockedError(stateDir, error.owner);
       if (Date.now() > deadline) throw error;
     }
-    await sleep(100);
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 

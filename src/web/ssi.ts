@@ -33,7 +33,7 @@ export interface SsiContext {
   readonly root: WebRoot;
   readonly log: Logger;
   readonly clock: Clock;
-  /** When the server started (performance.now(): uptime does not jump with the wall clock). */
+  /** When the server started, in process.uptime() seconds (monotonic: uptime does not jump with the wall clock). */
   readonly startedAt: number;
   /** The page's folder level: the echo rule and the includes' limit. */
   readonly level: Level;
@@ -100,7 +100,7 @@ function echo(ctx: SsiContext, name: string): string {
     case "time":
       return new Date(ctx.clock()).toISOString().slice(0, 19).replace("T", " ") + " UTC";
     case "uptime":
-      return formatUptime(performance.now() - ctx.startedAt);
+      return formatUptime((process.uptime() - ctx.startedAt) * 1000);
     case "macaddress": {
       const value = select(ctx.device.endpoints.get("device")?.docs.committed, ["0", "address"])?.value;
       return typeof value === "string" ? formatMac(value) : "";

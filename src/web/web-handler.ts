@@ -60,8 +60,8 @@ type ErrorStatus = keyof typeof REASONS;
 
 /** Serves the homepage of one server. */
 export class WebHandler {
-  /** When the server was built (performance.now(), monotonic): `uptime` counts from here. */
-  private readonly startedAt = performance.now();
+  /** When the server was built (process.uptime(), monotonic seconds; the `performance` global would load perf_hooks at every start): `uptime` counts from here. */
+  private readonly startedAt = process.uptime();
   private root: WebRoot | undefined;
   private rootWarned = false;
 
