@@ -5,7 +5,7 @@
  * never served (no endpoint maps to it), never logged, kept by `reset` and by SIGHUP reloads.
  */
 
-import { chmod, link, open, unlink } from "node:fs/promises";
+import { closeSync, fchmodSync, fstatSync, openSync, promises as fsp, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { FINGERPRINT_SECRET_BYTES, newFingerprintSecret } from "./keys.ts";
 import { NODE_FS, syncFolder } from "../state/store.ts";
@@ -42,19 +42,20 @@ export async function loadFingerprintSecret(stateDir: string, options: SecretOpt
   throw new FingerprintSecretError(`${path}: cannot be made`);
 }
 
+/** Reads the secret (synchronous, as the start's other reads: config-folder.ts says why). */
 async function readSecret(path: string, options: SecretOptions): Promise<Buffer | undefined> {
-  let handle;
+  let fd: number;
   try {
-    handle = await open(path, "r");
+    fd = openSync(path, "r");
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "ENOENT") return undefined;
     throw new FingerprintSecretError(`${path}: cannot be read (${code})`);
   }
   try {
-    const stats = await handle.stat();
+    const stats = fstatSync(fd);
     if (!stats.isFile()) throw new FingerprintSecretError(`${path}: not a file`);
-    const secret = await handle.readFile();
+    const secret = readFileSync(fd);
     if (secret.length !== FINGERPRINT_SECRET_BYTES) {
       // Never the content: it is the secret, even when damaged.
       throw new FingerprintSecretError(
@@ -63,12 +64,12 @@ async function readSecret(path: string, options: SecretOptions): Promise<Buffer 
       );
     }
     if ((stats.mode & 0o077) !== 0 && options.create === true) {
-      await chmod(path, 0o600);
+      fchmodSync(fd, 0o600);
       options.warn?.(`${path} was readable by others (mode ${(stats.mode & 0o777).toString(8)}); set to 600`);
     }
     return secret;
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
 
@@ -79,7 +80,7 @@ async function readSecret(path: string, options: SecretOptions): Promise<Buffer 
  */
 async function makeSecret(stateDir: string, path: string): Promise<void> {
   const temp = join(stateDir, `.${FINGERPRINT_SECRET_FILE}.${process.pid}-${++tempSequence}.tmp`);
-  const handle = await open(temp, "wx", 0o600).catch((error: NodeJS.ErrnoException) => {
+  const handle = await fsp.open(temp, "wx", 0o600).catch((error: NodeJS.ErrnoException) => {
     throw new FingerprintSecretError(`${path}: cannot be made (${error.code})`);
   });
   try {
@@ -89,11 +90,11 @@ async function makeSecret(stateDir: string, path: string): Promise<void> {
     } finally {
       await handle.close();
     }
-    await link(temp, path).catch((error: NodeJS.ErrnoException) => {
+    await fsp.link(temp, path).catch((error: NodeJS.ErrnoException) => {
       if (error.code !== "EEXIST") throw new FingerprintSecretError(`${path}: cannot be made (${error.code})`);
     });
     await syncFolder(NODE_FS, stateDir);
   } finally {
-    await unlink(temp).catch(() => undefined);
+    await fsp.unlink(temp).catch(() => undefined);
   }
 }

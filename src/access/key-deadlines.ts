@@ -10,8 +10,7 @@
  * it, and removed after it, so a crash between the two leaves an entry nothing refers to.
  */
 
-import { constants } from "node:fs";
-import { open, unlink } from "node:fs/promises";
+import { closeSync, constants, openSync, promises as fsp, readFileSync } from "node:fs";
 import { nodeCrypto } from "../common/lazy-crypto.ts";
 import { join } from "node:path";
 import { isObject, isValidKey } from "../state/schema.ts";
@@ -75,11 +74,12 @@ export async function readPreviousKeysFile(stateDir: string, warn: (message: str
   const none = { entries, sealed: false };
   let text: string;
   try {
-    const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    // Synchronous, as the start's other reads (config-folder.ts says why).
+    const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
-      text = await handle.readFile("utf8");
+      text = readFileSync(fd, "utf8");
     } finally {
-      await handle.close();
+      closeSync(fd);
     }
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
@@ -125,7 +125,7 @@ export async function writePreviousKeys(fs: StoreFs, stateDir: string, entries: 
 
 /** Removes the file (`reset`), if there. */
 export async function removePreviousKeys(stateDir: string): Promise<void> {
-  await unlink(join(stateDir, PREVIOUS_KEYS_FILE)).catch((error: NodeJS.ErrnoException) => {
+  await fsp.unlink(join(stateDir, PREVIOUS_KEYS_FILE)).catch((error: NodeJS.ErrnoException) => {
     if (error.code !== "ENOENT") throw error;
   });
 }

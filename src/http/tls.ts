@@ -1,6 +1,6 @@
 /** HTTPS (`--tls-cert`, `--tls-key`): reading the PEM files and checking that they make a usable pair. */
 
-import { readFile, stat } from "node:fs/promises";
+import { promises as fsp } from "node:fs";
 import type * as https from "node:https";
 import { loadBuiltin } from "../common/builtins.ts";
 import type * as tls from "node:tls";
@@ -31,7 +31,7 @@ export class TlsFileError extends Error {
 export async function readTlsFiles(certFile: string, keyFile: string): Promise<TlsFiles> {
   const read = async (file: string, what: string): Promise<Buffer> => {
     try {
-      return await readFile(file);
+      return await fsp.readFile(file);
     } catch (error) {
       throw new TlsFileError(`${what} ${file}: cannot be read (${(error as NodeJS.ErrnoException).code})`);
     }
@@ -52,7 +52,7 @@ export async function readTlsFiles(certFile: string, keyFile: string): Promise<T
  * "others" is warned of: a group such as Debian's ssl-cert is the usual way to share a key.
  */
 async function keyFileWarnings(keyFile: string): Promise<string[]> {
-  const mode = (await stat(keyFile).catch(() => undefined))?.mode;
+  const mode = (await fsp.stat(keyFile).catch(() => undefined))?.mode;
   if (mode === undefined || (mode & 0o004) === 0) return [];
   return [`key ${keyFile} is readable by every user (mode ${(mode & 0o777).toString(8)}); chmod o-r it`];
 }

@@ -3,7 +3,7 @@
  * read and checked once; never written.
  */
 
-import { readdir, readFile } from "node:fs/promises";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildKeyring, keyringProblems } from "../access/keys.ts";
 import { jsonFaultPosition } from "../common/json-position.ts";
@@ -17,8 +17,12 @@ export interface Factory {
   readonly factory: ReadonlyMap<string, Json>;
 }
 
-async function readJson(path: string): Promise<unknown> {
-  const text = await readFile(path, "utf8");
+/**
+ * Start-up reads are synchronous: nothing else runs yet, and a small file read in place took a tenth
+ * of a thread-pool round trip (start to listening, `npm run bench`).
+ */
+function readJson(path: string): unknown {
+  const text = readFileSync(path, "utf8");
   try {
     return JSON.parse(text);
   } catch {
@@ -32,13 +36,13 @@ async function loadSchema(configDir: string): Promise<Schema> {
   const dir = join(configDir, "schema");
   let names: string[];
   try {
-    names = (await readdir(dir)).filter((n) => n.endsWith(".json")).sort();
+    names = readdirSync(dir).filter((n) => n.endsWith(".json")).sort();
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return buildSchema([]);
     throw new StartupError(`${dir}: cannot be read (${(error as NodeJS.ErrnoException).code})`);
   }
   const files = [];
-  for (const name of names) files.push({ file: join(dir, name), content: await readJson(join(dir, name)) });
+  for (const name of names) files.push({ file: join(dir, name), content: readJson(join(dir, name)) });
   try {
     return buildSchema(files);
   } catch (error) {
@@ -51,16 +55,12 @@ export async function loadFactory(configDir: string): Promise<Factory> {
   const schema = await loadSchema(configDir);
   let entries: string[];
   try {
-    entries = (await readdir(configDir, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name).sort();
+    entries = readdirSync(configDir, { withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name).sort();
   } catch (error) {
     throw new StartupError(`config folder ${configDir}: cannot be read (${(error as NodeJS.ErrnoException).code})`);
   }
   const factory = new Map<string, Json>();
   const problems: string[] = [];
-  // Every file is read at once (their thread-pool round trips overlap: start-up time) and checked in order below.
-  const endpointFiles = entries.filter((file) => file.endsWith(".json") && !file.startsWith(".") && ENDPOINT_FILE.test(file));
-  const reading = new Map(endpointFiles.map((file) => [file, readJson(join(configDir, file))]));
-  for (const pending of reading.values()) pending.catch(() => undefined); // awaited below; not "unhandled" meanwhile
   for (const file of entries) {
     if (!file.endsWith(".json") || file.startsWith(".")) continue;
     const match = ENDPOINT_FILE.exec(file);
@@ -71,7 +71,7 @@ export async function loadFactory(configDir: string): Promise<Factory> {
     }
     let doc: unknown;
     try {
-      doc = await reading.get(file);
+      doc = readJson(path);
     } catch (error) {
       problems.push(error instanceof StartupError ? error.message : `${path}: cannot be read`);
       continue;

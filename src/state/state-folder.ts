@@ -4,8 +4,7 @@
  * and warns) and `check` (which reports the same findings and changes nothing).
  */
 
-import { constants, type Stats } from "node:fs";
-import { lstat, mkdir, open, readdir, unlink } from "node:fs/promises";
+import { closeSync, constants, fchmodSync, lstatSync, mkdirSync, openSync, readdirSync, unlinkSync, type Stats } from "node:fs";
 import { dirname, join } from "node:path";
 import { StartupError, ENDPOINT_FILE } from "./device.ts";
 import { isTempFileName, syncFolder, type StoreFs } from "./store.ts";
@@ -38,11 +37,12 @@ export interface FolderFindings {
  */
 export async function inspectStateFolder(stateDir: string, endpoints: ReadonlySet<string>): Promise<FolderFindings> {
   const refusals: string[] = [];
-  const folder = await lstat(stateDir);
+  // Synchronous, as the start's other reads (config-folder.ts says why).
+  const folder = lstatSync(stateDir);
   refusals.push(...ownershipProblems(`state folder ${stateDir}`, folder));
   let names: string[];
   try {
-    names = (await readdir(stateDir)).sort();
+    names = readdirSync(stateDir).sort();
   } catch (error) {
     throw new StartupError(`state folder ${stateDir}: cannot be read (${(error as NodeJS.ErrnoException).code})`);
   }
@@ -62,7 +62,7 @@ export async function inspectStateFolder(stateDir: string, endpoints: ReadonlySe
       strays.push(path);
       continue;
     }
-    const stats = await lstat(path);
+    const stats = lstatSync(path);
     if (stats.isSymbolicLink()) continue; // reading it refuses it, naming the file (state-file.ts)
     const info = { path, uid: stats.uid, mode: stats.mode & 0o7777 };
     files.push(info);
@@ -95,7 +95,7 @@ function ownershipProblems(what: string, stats: Stats): string[] {
 export async function prepareStateFolder(stateDir: string, endpoints: ReadonlySet<string>, fs: StoreFs, warn: (message: string) => void): Promise<void> {
   try {
     // A folder made now is flushed into its parent, or a power cut could lose it with every file in it.
-    const created = await mkdir(stateDir, { recursive: true, mode: 0o700 });
+    const created = mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     if (created !== undefined) await syncFolder(fs, dirname(created));
   } catch (error) {
     throw new StartupError(`state folder ${stateDir}: cannot be created (${(error as NodeJS.ErrnoException).code})`);
@@ -103,7 +103,13 @@ export async function prepareStateFolder(stateDir: string, endpoints: ReadonlySe
   const findings = await inspectStateFolder(stateDir, endpoints);
   if (findings.refusals.length > 0) throw new StartupError(findings.refusals.join("\n"));
   // Left by a write that a crash interrupted; the real file is intact beside it.
-  for (const temp of findings.temps) await unlink(temp).catch(() => undefined);
+  for (const temp of findings.temps) {
+    try {
+      unlinkSync(temp);
+    } catch {
+      // Already gone.
+    }
+  }
   for (const stray of findings.strays) warn(`state file ${stray} belongs to no configured endpoint; left alone`);
   for (const file of findings.tooOpen) {
     await makePrivate(file.path);
@@ -114,11 +120,11 @@ export async function prepareStateFolder(stateDir: string, endpoints: ReadonlySe
 /** chmod 600 through a descriptor opened without following links; a refusal names the file. */
 async function makePrivate(path: string): Promise<void> {
   try {
-    const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
-      await handle.chmod(0o600);
+      fchmodSync(fd, 0o600);
     } finally {
-      await handle.close();
+      closeSync(fd);
     }
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? String(error);

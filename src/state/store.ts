@@ -3,12 +3,13 @@
  * applies concurrent changes one after another and lets them share one flush.
  */
 
-import * as fsp from "node:fs/promises";
+import { promises as fsp } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 
 /** The file-system calls the store makes; tests hand in one that can be told to fail. */
 export interface StoreFs {
-  open(path: string, flags: string, mode?: number): Promise<fsp.FileHandle>;
+  open(path: string, flags: string, mode?: number): Promise<FileHandle>;
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
 }
@@ -55,7 +56,13 @@ export async function syncFolder(fs: StoreFs, dir: string): Promise<void> {
 }
 
 /** The real file system. */
-export const NODE_FS: StoreFs = { open: fsp.open, rename: fsp.rename, unlink: fsp.unlink };
+// Looked up at each call: node:fs's `promises` loads its module on first use (the first write), not
+// at every start, which only reads (synchronously).
+export const NODE_FS: StoreFs = {
+  open: (path, flags, mode) => fsp.open(path, flags, mode),
+  rename: (from, to) => fsp.rename(from, to),
+  unlink: (path) => fsp.unlink(path),
+};
 
 interface Waiter {
   resolve(): void;

@@ -8,7 +8,8 @@
  */
 
 import { constants } from "node:fs";
-import { open, readlink, realpath, stat, type FileHandle } from "node:fs/promises";
+import { promises as fsp } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
 import { extname, join, sep } from "node:path";
 
 /** Files above this are not served (the appliance holds them in memory while answering). */
@@ -60,8 +61,8 @@ export class WebRoot {
   /** Resolves the folder; undefined when it does not exist or is not a folder (the homepage then answers 404). */
   static async open(dir: string): Promise<WebRoot | undefined> {
     try {
-      const real = await realpath(dir);
-      if (!(await stat(real)).isDirectory()) return undefined;
+      const real = await fsp.realpath(dir);
+      if (!(await fsp.stat(real)).isDirectory()) return undefined;
       return new WebRoot(real);
     } catch {
       return undefined;
@@ -75,7 +76,7 @@ export class WebRoot {
   async resolve(segments: readonly string[]): Promise<{ real: string; relative: string[] } | undefined> {
     let real: string;
     try {
-      real = await realpath(join(this.real, ...segments));
+      real = await fsp.realpath(join(this.real, ...segments));
     } catch {
       return undefined;
     }
@@ -107,7 +108,7 @@ const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants
 export async function readWebFile(root: WebRoot, real: string): Promise<FileRead> {
   let handle: FileHandle;
   try {
-    handle = await open(real, OPEN_FLAGS);
+    handle = await fsp.open(real, OPEN_FLAGS);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "EISDIR") return { kind: "folder" };
@@ -136,7 +137,7 @@ export async function readWebFile(root: WebRoot, real: string): Promise<FileRead
 async function openedInside(root: WebRoot, handle: FileHandle): Promise<boolean> {
   let opened: string;
   try {
-    opened = await readlink(`/proc/self/fd/${handle.fd}`);
+    opened = await fsp.readlink(`/proc/self/fd/${handle.fd}`);
   } catch {
     return true; // no /proc: realpath and O_NOFOLLOW were the checks
   }

@@ -1,6 +1,6 @@
 /** What the field-service commands share: their input and output, their refusals, and who may change a state folder. */
 
-import { stat } from "node:fs/promises";
+import { promises as fsp } from "node:fs";
 import { StartupError } from "../../state/device.ts";
 import type { Logger } from "../../common/log.ts";
 import { lockStateFolder, LockedError, type StateLock } from "../../state/state-lock.ts";
@@ -77,7 +77,7 @@ export async function orRefuse<T>(work: Promise<T>): Promise<T> {
  */
 export async function takeStateFolder(stateDir: string, role: string): Promise<StateLock> {
   const uid = process.getuid?.();
-  const owner = await stat(stateDir).then((s) => s.uid, () => undefined);
+  const owner = await fsp.stat(stateDir).then((s) => s.uid, () => undefined);
   if (uid !== undefined && owner !== undefined && owner !== uid) {
     throw new CommandError(
       `the state folder ${stateDir} belongs to user id ${owner}, not to you (${uid}): run the command as its owner, ` +
