@@ -8,7 +8,7 @@
 // Knobs (environment): BENCH_DURATION seconds per run (3), BENCH_ROUNDS (5), BENCH_WARMUP seconds (1),
 // BENCH_CONNECTIONS for reads (32 with wrk, 16 with undici), BENCH_LOAD=undici (never wrk),
 // BENCH_WRITERS (16), BENCH_STARTS spawns per server (9), BENCH_SCENARIOS comma list
-// (small,document,logged,refused,sealed,put,provision), BENCH_DEVICES (100), BENCH_FLEET_HOSTS processes
+// (small,document,logged,refused,sealed,static,shtml,put,provision), BENCH_DEVICES (100), BENCH_FLEET_HOSTS processes
 // hosting them (4), BENCH_DIR parent of state folders (os.tmpdir()), BENCH_OUT (bench-results/latest.json).
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -28,7 +28,7 @@ const OPTIONS = {
   connections: num("BENCH_CONNECTIONS", WRK ? 32 : 16),
   writers: num("BENCH_WRITERS", 16),
   starts: num("BENCH_STARTS", 9),
-  scenarios: (env.BENCH_SCENARIOS ?? "small,document,logged,refused,sealed,put,provision").split(",").map((s) => s.trim()),
+  scenarios: (env.BENCH_SCENARIOS ?? "small,document,logged,refused,sealed,static,shtml,put,provision").split(",").map((s) => s.trim()),
   dir: env.BENCH_DIR ?? os.tmpdir(),
   out: env.BENCH_OUT ?? join(ROOT, "bench-results", "latest.json"),
   devices: num("BENCH_DEVICES", 100),
@@ -93,7 +93,7 @@ function table(result) {
   lines.push("|---|---:|---:|---|");
   for (const s of result.reads) {
     const measured = `${f(s.ratio, 2)} (CPU ratio ${f(s.cpuRatio, 2)})`;
-    if (s.name === "refused" || s.name === "logged" || s.name === "sealed") lines.push(`| ${s.title}, req/s ratio to bare | ${measured} | (none) | |`);
+    if (["refused", "logged", "sealed", "static", "shtml"].includes(s.name)) lines.push(`| ${s.title}, req/s ratio to bare | ${measured} | (none) | |`);
     else lines.push(`| ${s.title}, req/s ratio to bare | ${measured} | ≥ ${TARGETS.readRatio} | ${verdict(s.ratio >= TARGETS.readRatio)} |`);
   }
   if (t.memory) lines.push(`| RSS after the authorized reads (small, whole document), apikeyd − bare | ${f(t.memory.diffMb, 1)} MB (${f(t.memory.apikeydMb, 1)} vs ${f(t.memory.bareMb, 1)}) | ≤ ${TARGETS.memoryMb} MB | ${verdict(t.memory.diffMb <= TARGETS.memoryMb)} |`);

@@ -181,6 +181,28 @@ describe("files of the web root", () => {
     expect((await served(ts, "/to-su.html", `Authorization: ${su}\r\n`)).text).toBe("su only");
   });
 
+  it("reuses a read for a second of the server's clock: a change shows after it, and a link planted meanwhile never leads out", async () => {
+    const { www, outside } = await fixture();
+    let now = Date.UTC(2026, 10, 26, 12, 0, 0);
+    const ts = await startServer({ server: { wwwDir: www, clock: () => now } });
+    expect((await served(ts, "/style.css")).text).toBe("body { color: black; }");
+    await writeFile(join(www, "style.css"), "body { color: red; }");
+    now += 999;
+    expect((await served(ts, "/style.css")).text).toBe("body { color: black; }"); // within the second: reused
+    now += 1;
+    expect((await served(ts, "/style.css")).text).toBe("body { color: red; }");
+    // The file becomes a link out of the root: reused within the second (the old, checked bytes),
+    // then missing; never the outside file.
+    const { rm } = await import("node:fs/promises");
+    await rm(join(www, "style.css"));
+    await symlink(join(outside, "secret.txt"), join(www, "style.css"));
+    expect((await served(ts, "/style.css")).text).toBe("body { color: red; }");
+    now += 1_000;
+    const after = await served(ts, "/style.css");
+    expect(after.status).toBe(404);
+    expect(after.text).not.toContain(SECRET);
+  });
+
   it("a file over the size limit is not served (404, and the log says why)", async () => {
     const { www } = await fixture();
     const lines: string[] = [];

@@ -28,6 +28,9 @@ export const READS = [
   { name: "refused", title: "refused read (wrong key)", path: "/api/v1/properties", headers: { ApiRdKey: "wrongKey" }, status: 401, sources: REFUSED_SOURCES },
   // The small read again, from a second apikeyd whose keys are sealed (docs/api.md §9): one SHA-256 per request.
   { name: "sealed", title: "authenticated small read, sealed device", path: "/api/v1/properties/name", headers: { ApiRdKey: "rdKey1" }, status: 200, sealed: true },
+  // The homepage (docs/api.md §10): a public static file, and the public page made by server-side includes.
+  { name: "static", title: "homepage: a static file (style.css)", path: "/style.css", headers: {}, status: 200 },
+  { name: "shtml", title: "homepage: the public .shtml page (server-side includes)", path: "/", headers: {}, status: 200 },
 ];
 
 /** A second apikeyd, sealed (PUT sealed=true with the factory apikeys pair) before it is measured. */
@@ -191,7 +194,15 @@ export function parseResponse(raw) {
 const NODE_ADDED = new Set(["date", "connection", "keep-alive"]);
 // A pair's lastUsed (docs/api.md §8) moves with the second in which the pair was last used: apikeyd's
 // apikeys answers say when the capture's read came, the bare server's when apikeyd's did.
-const maskDate = (raw) => raw.toString("latin1").replace(/\r\nDate: [^\r]*/, "\r\nDate: *").replace(/"lastUsed":\d+/g, '"lastUsed":*');
+// What changes between two answers of the same page: Date, a pair's last use, and a page's clock
+// (the time and uptime of server-side includes: digits only, so the length stays the same).
+const maskDate = (raw) =>
+  raw
+    .toString("latin1")
+    .replace(/\r\nDate: [^\r]*/, "\r\nDate: *")
+    .replace(/"lastUsed":\d+/g, '"lastUsed":*')
+    .replace(/\d\d:\d\d:\d\d/g, "**:**:**")
+    .replace(/\d{4}-\d\d-\d\d/g, "****-**-**");
 
 export async function captureAnswers(runDir, apikeyd, reads) {
   const answers = [];

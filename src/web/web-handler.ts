@@ -216,7 +216,7 @@ export class WebHandler {
   /** The web root, resolved once it exists; a missing one is warned of once. */
   private async webRoot(): Promise<WebRoot | undefined> {
     if (this.root !== undefined || this.ctx.wwwDir === undefined) return this.root;
-    this.root = await WebRoot.open(this.ctx.wwwDir);
+    this.root = await WebRoot.open(this.ctx.wwwDir, this.ctx.clock);
     if (this.root === undefined && !this.rootWarned) {
       this.rootWarned = true;
       this.ctx.log.log("warn", "web root not found: every page answers 404", { www: this.ctx.wwwDir });
