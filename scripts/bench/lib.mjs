@@ -29,8 +29,8 @@ export const READS = [
   // The small read again, from a second apikeyd whose keys are sealed (docs/api.md §9): one SHA-256 per request.
   { name: "sealed", title: "authenticated small read, sealed device", path: "/api/v1/properties/name", headers: { ApiRdKey: "rdKey1" }, status: 200, sealed: true },
   // The homepage (docs/api.md §10): a public static file, and the public page made by server-side includes.
-  { name: "static", title: "homepage: a static file (style.css)", path: "/style.css", headers: {}, status: 200 },
-  { name: "shtml", title: "homepage: the public .shtml page (server-side includes)", path: "/", headers: {}, status: 200 },
+  { name: "static", title: "homepage: a static file (style.css)", path: "/style.css", headers: {}, status: 200, homepage: true },
+  { name: "shtml", title: "homepage: the public .shtml page (server-side includes)", path: "/", headers: {}, status: 200, homepage: true },
 ];
 
 /** A second apikeyd, sealed (PUT sealed=true with the factory apikeys pair) before it is measured. */
