@@ -36,6 +36,17 @@ const SECRETS = [NEW_RD, NEW_WR, WRONG, LONG_WRONG.slice(0, 20), PASSWORD, BODY,
 /** Every secret found in `text`. */
 const leaks = (text: string): string[] => SECRETS.filter((s) => text.includes(s));
 
+/** A client that keeps every answer, to scan them all afterwards. */
+function recording(ts: { origin: string }): { answers: Answer[]; send: (method: string, path: string, options?: CallOptions) => Promise<Answer> } {
+  const answers: Answer[] = [];
+  const send = async (method: string, path: string, options: CallOptions = {}): Promise<Answer> => {
+    const answer = await call(ts, method, path, options);
+    answers.push(answer);
+    return answer;
+  };
+  return { answers, send };
+}
+
 describe.each(["text", "json"] as LogFormat[])("the %s log and the error answers", (format) => {
   it("hold no key, password or body, whatever the requests carried", async () => {
     const lines: string[] = [];
@@ -49,12 +60,7 @@ describe.each(["text", "json"] as LogFormat[])("the %s log and the error answers
         },
       },
     });
-    const answers: Answer[] = [];
-    const send = async (method: string, path: string, options: CallOptions = {}): Promise<Answer> => {
-      const answer = await call(ts, method, path, options);
-      answers.push(answer);
-      return answer;
-    };
+    const { answers, send } = recording(ts);
     const MASTER = { rd: "rdKey2", wr: "wrKey2" };
 
     // New keys, set as a form and as JSON: the log gets their fingerprints.
@@ -122,12 +128,7 @@ describe("the life of a pair (docs/api.md §8): grace and confirm", () => {
     const lines: string[] = [];
     const now = { ms: Date.UTC(2030, 0, 1) };
     const ts = await startServer({ server: { log: createLogger("json", (line) => lines.push(line)), clock: () => now.ms, keyLifeTickMs: 10 } });
-    const answers: Answer[] = [];
-    const send = async (method: string, path: string, options: CallOptions = {}): Promise<Answer> => {
-      const answer = await call(ts, method, path, options);
-      answers.push(answer);
-      return answer;
-    };
+    const { answers, send } = recording(ts);
     const MASTER = { rd: "rdKey2", wr: "wrKey2" };
     // data rotated with a grace, process with a confirmation that nothing confirms, properties with both.
     expect((await send("PUT", "/api/v1/apikeys/keys/6", { ...MASTER, body: `rd=${NEW_RD}&wr=${NEW_WR}&grace=600` })).status).toBe(200);
