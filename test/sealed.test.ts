@@ -12,7 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { fingerprint, keyMatches, keysOf, sealKey, sealSalt } from "../src/access/keys.ts";
 import { createLogger, type LogFormat } from "../src/common/log.ts";
 import { runCli } from "./cli-harness.ts";
-import { call, cleanup, closeAgents, CONFIG_DIR, ensureBuilt, failure, ok, startServer, tempDir, until, type Answer, type CallOptions, type StartOptions, type TestServer } from "./helpers.ts";
+import { call, cleanup, closeAgents, CONFIG_DIR, copyConfig, ensureBuilt, failure, ok, startServer, tempDir, until, type Answer, type CallOptions, type StartOptions, type TestServer } from "./helpers.ts";
 
 beforeAll(ensureBuilt);
 afterEach(cleanup);
@@ -298,6 +298,31 @@ describe("crashes and damaged files", () => {
     doc.keys[6] = { ...doc.keys[6], rd: "clear-key-in-a-sealed-file" };
     await writeFile(path, JSON.stringify(doc, null, 2));
     await expect(startServer({ stateDir: ts.stateDir })).rejects.toThrow(/a sealed device keeps digests only/);
+  });
+});
+
+describe("an update that adds an endpoint to a sealed device", () => {
+  it("seals the new pair's factory keys before they reach the disk or an answer, and the device restarts", async () => {
+    const configDir = await copyConfig();
+    const first = await startServer({ configDir });
+    expect((await call(first, "PUT", "/api/v1/apikeys", { rd: "rdKey2", wr: "wrKey2", body: "sealed=true" })).status).toBe(200);
+    await first.stop();
+    // The update: a new endpoint and its pair in the factory config.
+    await writeFile(join(configDir, "pump.json"), JSON.stringify({ rate: 1, "Json+typeName": "Vendor.jPump", "Json+typeRevision": 0 }));
+    const apikeys = JSON.parse(await readFile(join(configDir, "apikeys.json"), "utf8")) as { keys: unknown[] };
+    apikeys.keys.push({ ...(apikeys.keys[0] as object), name: "pump", rd: "rdKeyPump", wr: "wrKeyPump" });
+    await writeFile(join(configDir, "apikeys.json"), JSON.stringify(apikeys, null, 2));
+
+    for (let restart = 0; restart < 2; restart++) {
+      const ts = await startServer({ configDir, stateDir: first.stateDir });
+      const onDisk = await readFile(join(first.stateDir, "apikeys.json"), "utf8");
+      expect(onDisk).not.toContain("rdKeyPump");
+      expect(onDisk).not.toContain("wrKeyPump");
+      const pair = JSON.parse((await call(ts, "GET", "/api/v1/apikeys/keys/7", { rd: "rdKey2" })).text).data as { name: string; rd: string; wr: string };
+      expect(pair).toMatchObject({ name: "pump", rd: expect.stringMatching(/^sealed:[0-9a-f]{8}$/), wr: expect.stringMatching(/^sealed:[0-9a-f]{8}$/) });
+      expect((await call(ts, "GET", "/api/v1/pump/rate", { rd: "rdKeyPump" })).text).toBe(ok(1));
+      await ts.stop();
+    }
   });
 });
 

@@ -31,10 +31,10 @@ export async function loadDevice(options: LoadOptions): Promise<Device> {
   const warn = options.warn ?? (() => undefined);
   const { schema, factory } = await loadFactory(options.configDir);
   await prepareStateFolder(options.stateDir, new Set(factory.keys()), fs, warn);
-  const stored = await readAndSeed(options.stateDir, factory, schema, fs, warn);
   const secret = await loadFingerprintSecret(options.stateDir, { create: true, warn }).catch((error: unknown) => {
     throw error instanceof FingerprintSecretError ? new StartupError(error.message) : error;
   });
+  const stored = await readAndSeed(options.stateDir, factory, schema, fs, warn, secret);
   const { entries: previous, sealed } = await readPreviousKeysFile(options.stateDir, warn);
   if (sealed) await finishSealing(options.stateDir, stored, previous, secret, fs, warn);
   return new Device(schema, factory, options.stateDir, stored, fs, secret, previous);
@@ -62,7 +62,14 @@ async function finishSealing(stateDir: string, stored: Map<string, Json>, previo
  * Reads every state file and checks it; a missing one is seeded from its factory default, one of
  * an older revision or lacking new pairs is brought up to date. Returns the documents to serve.
  */
-async function readAndSeed(stateDir: string, factory: ReadonlyMap<string, Json>, schema: Schema, fs: StoreFs, warn: (message: string) => void): Promise<Map<string, Json>> {
+async function readAndSeed(
+  stateDir: string,
+  factory: ReadonlyMap<string, Json>,
+  schema: Schema,
+  fs: StoreFs,
+  warn: (message: string) => void,
+  secret: Buffer,
+): Promise<Map<string, Json>> {
   const stored = new Map<string, Json>();
   const problems: string[] = [];
   // A first start seeds every file: the seeds are written side by side, so that their flushes
@@ -101,12 +108,15 @@ async function readAndSeed(stateDir: string, factory: ReadonlyMap<string, Json>,
       stored.set(name, factoryDoc);
       continue;
     }
+    // The pairs of new endpoints come with their factory keys in clear: a sealed device keeps them
+    // as digests like every other key (docs/api.md §9), before they reach the disk or an answer.
+    const doc = file.addedPairs && name === APIKEYS_ENDPOINT && isSealedDoc(file.doc) ? sealDocument(file.doc, secret) : file.doc;
     if ((file.addedPairs || file.upgraded) && problems.length === 0) {
-      await writeFileDurably(fs, stateDir, `${name}.json`, fileText(file.doc));
+      await writeFileDurably(fs, stateDir, `${name}.json`, fileText(doc));
       if (file.addedPairs) warn(`added the key pairs of new endpoints to ${path}`);
       if (file.upgraded) warn(`brought ${path} up to the configured type revisions (new members take their factory values)`);
     }
-    stored.set(name, file.doc);
+    stored.set(name, doc);
   }
   await settleSeeds();
   if (problems.length > 0) throw new StartupError(problems.join("\n"));
