@@ -5,6 +5,7 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { Client } from "undici";
 import { DEFAULT_THROTTLE } from "../src/access/throttle.ts";
 import { call, cleanup, closeAgents, failure, ok, startServer, type TestServer, withoutDetail } from "./helpers.ts";
+import { RawClient } from "./raw-client.ts";
 
 afterEach(cleanup);
 afterAll(closeAgents);
@@ -173,5 +174,38 @@ describe("a key change takes effect for the very next request", () => {
     } finally {
       await Promise.all([reader.close(), writer.close()]);
     }
+  });
+});
+
+describe("a PUT whose body arrives after its keys changed", () => {
+  // The keys are checked when the headers arrive, and again once the body is in: a client that
+  // starts a PUT, is revoked, then finishes the body must not undo the revocation.
+  const partial = (path: string, rd: string, wr: string, body: string): string =>
+    `PUT ${path} HTTP/1.1\r\nHost: device\r\nApiRdKey: ${rd}\r\nApiWrKey: ${wr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 3)}`;
+
+  it("on the apikeys pair: the rotation stands, the late PUT is refused (3)", async () => {
+    const ts = await startServer();
+    const arrived = new Promise((resolve) => ts.server.once("request", resolve));
+    const late = new RawClient(ts.port).send(partial("/api/v1/apikeys/keys/1", "rdKey2", "wrKey2", "rd=revoked-holder-key"));
+    await arrived; // the headers are in (and passed), the body is not
+    expect((await call(ts, "PUT", "/api/v1/apikeys/keys/1", { rd: "rdKey2", wr: "wrKey2", body: "rd=admin-rd-key&wr=admin-wr-key" })).status).toBe(200);
+    late.send("revoked-holder-key");
+    const answer = await late.next();
+    late.destroy();
+    expect(JSON.parse(answer.text).meta.error).toBe(3);
+    expect(JSON.parse((await call(ts, "GET", "/api/v1/apikeys/keys/1/rd", { rd: "admin-rd-key" })).text).data).toBe("admin-rd-key");
+  });
+
+  it("on another endpoint: refused (3) once its pair was rotated, and nothing changed", async () => {
+    const ts = await startServer();
+    const arrived = new Promise((resolve) => ts.server.once("request", resolve));
+    const late = new RawClient(ts.port).send(partial("/api/v1/properties/name", "rdKey1", "wrKey1", "name=late"));
+    await arrived;
+    expect((await call(ts, "PUT", "/api/v1/apikeys/keys/0", { rd: "rdKey2", wr: "wrKey2", body: "rd=new-props-rd&wr=new-props-wr" })).status).toBe(200);
+    late.send("e=late");
+    const answer = await late.next();
+    late.destroy();
+    expect(JSON.parse(answer.text).meta.error).toBe(3);
+    expect((await call(ts, "GET", "/api/v1/properties/name", { rd: "new-props-rd" })).text).toBe(ok("eNetMini1"));
   });
 });

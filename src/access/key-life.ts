@@ -222,8 +222,11 @@ export class KeyLife {
    * `confirm`, the guards of the `apikeys` pair, then the previous keys (durable first) and the
    * document (durable before the answer). Throws the request's ApiError.
    */
-  put(segments: readonly string[], fields: Fields, client: string, now: number): Promise<KeyWrite> {
+  put(segments: readonly string[], fields: Fields, client: string, now: number, authorizeAgain?: () => void): Promise<KeyWrite> {
     return this.serial(async () => {
+      // The request's keys against the keys as every change queued before it left them (a PUT whose
+      // body arrived after its pair was rotated must not undo the rotation).
+      authorizeAgain?.();
       const docs = this.docs();
       const onPair = segments.length >= 2 && segments[0] === "keys";
       const split = onPair && segments.length === 2 ? splitRequestFields(fields) : { members: fields, grace: undefined, confirm: undefined };

@@ -171,6 +171,28 @@ export class Pipeline {
     return undefined;
   }
 
+  /**
+   * The keys checked again once a PUT's body has arrived, against the keys as they are now: a pair
+   * changed, switched off or expired while the body was on its way (the request timeout allows
+   * seconds) refuses it, as it would refuse a new request. No deadline is applied and no use is
+   * recorded here (authorize did both); for `apikeys` it runs inside the key writer's queue, after
+   * every change queued before it.
+   */
+  private authorizeAgain(req: http.IncomingMessage, heads: Heads, endpoint: Endpoint): void {
+    if (!endpoint.keyed) return;
+    const pair = this.ctx.device.keyring.get(endpoint.name);
+    if (pair === undefined) throw new ApiError(ERRORS.READ_DENIED, "this endpoint has no key pair, so nobody may read it");
+    const now = this.ctx.clock();
+    const previous = !pair.plain && now < pair.graceUntilMs ? pair.previous : undefined;
+    const address = req.socket.remoteAddress ?? "";
+    if (pair.rd !== "" && previous?.rd !== "") this.checkKey(req, heads.rd, pair.rdSlot, previous?.rdSlot, ERRORS.READ_DENIED, "ApiRdKey", address, endpoint.name);
+    if (pair.wr !== "" && previous?.wr !== "") this.checkKey(req, heads.wr, pair.wrSlot, previous?.wrSlot, ERRORS.WRITE_DENIED, "ApiWrKey", address, endpoint.name);
+    if (!pair.plain) {
+      const refusal = lifeRefusal(pair, now, address);
+      if (refusal !== undefined) throw refusal;
+    }
+  }
+
   private checkThrottle(address: string, now: number): void {
     const throttle = this.ctx.throttle;
     if (!throttle.watching) return; // nobody has sent a wrong key that still counts
@@ -274,6 +296,7 @@ export class Pipeline {
     const segments = decodeSegments(subPath);
     if (segments === null) throw new ApiError(ERRORS.BAD_REQUEST, MALFORMED_PATH);
     if (endpoint.name === APIKEYS_ENDPOINT) return this.writeKeys(req, res, heads, endpoint, segments, fields);
+    this.authorizeAgain(req, heads, endpoint);
     const now = Math.floor(this.ctx.clock() / 1000);
     const next = applyWrite(endpoint.name, endpoint.docs.latest, segments, fields, device.schema, now);
     const commit = async (doc: Json): Promise<void> => {
@@ -301,7 +324,7 @@ export class Pipeline {
   /** A PUT on `apikeys`: through the key-life writer (grace, confirm, the guards of key management), then audited. */
   private async writeKeys(req: http.IncomingMessage, res: http.ServerResponse, heads: Heads, endpoint: Endpoint, segments: string[], fields: Fields): Promise<void> {
     const life = this.ctx.device.keyLife;
-    const written = await life.put(segments, fields, req.socket.remoteAddress ?? "", this.ctx.clock());
+    const written = await life.put(segments, fields, req.socket.remoteAddress ?? "", this.ctx.clock(), () => this.authorizeAgain(req, heads, endpoint));
     // A PUT on a pair, or on one key of it (keys/<n>/rd): the pair is the first two segments.
     const warnings = this.auditKeys(req, written.after, written.clear ?? {});
     // The keys this PUT set are shown in its answer (on a sealed device, the one answer that shows them).
