@@ -83,6 +83,16 @@ describe("a state folder another user could have written", () => {
   });
 });
 
+describe("a state file that is not a plain file", () => {
+  it("a FIFO under a state file's name is refused at once, never waited on", async () => {
+    const stateDir = await seededState();
+    const { rm } = await import("node:fs/promises");
+    await rm(join(stateDir, "properties.json"));
+    spawnSync("mkfifo", ["-m", "600", join(stateDir, "properties.json")]);
+    expect(await startRefusal(stateDir)).toBe(`${join(stateDir, "properties.json")}: cannot be read (ENOTREG)`);
+  });
+});
+
 describe("a server run as a user who cannot change a state file", () => {
   it.skipIf(lacks(asRoot))("refuses to start naming the file, without a stack trace", async () => {
     // The folder is the service user's, one file in it root's and readable by all: the service

@@ -3,7 +3,7 @@
  * and checked, exactly as a start, a reload and `check` do it.
  */
 
-import { closeSync, constants, openSync, readFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { keyringProblems } from "../access/keys.ts";
 import { APIKEYS_ENDPOINT } from "./device.ts";
@@ -69,10 +69,18 @@ function withMissingPairs(state: Json, factory: Json): Json {
  * is a few KiB, read in place in a fraction of a thread-pool round trip (a start reads eight).
  */
 function readNoFollow(path: string): string {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  // O_NONBLOCK and the checks below: a FIFO or a huge file planted under a state file's name must
+  // not hold the event loop (a SIGHUP reads these while the server serves).
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
+    const stats = fstatSync(fd);
+    if (!stats.isFile()) throw Object.assign(new Error("not a regular file"), { code: "ENOTREG" });
+    if (stats.size > MAX_STATE_FILE_BYTES) throw Object.assign(new Error("too large"), { code: "EFBIG" });
     return readFileSync(fd, "utf8");
   } finally {
     closeSync(fd);
   }
 }
+
+/** A state file is a few KiB; anything far larger is not one. */
+const MAX_STATE_FILE_BYTES = 4 * 1024 * 1024;
