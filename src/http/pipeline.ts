@@ -64,11 +64,12 @@ export class Pipeline {
 
   /** Serves one request; every failure becomes its catalogue envelope. */
   readonly dispatch = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const heads = scanHeads(req.rawHeaders);
     try {
-      const pending = this.handle(req, res, scanHeads(req.rawHeaders));
-      if (pending !== undefined) pending.catch((error: unknown) => this.fail(req, res, error));
+      const pending = this.handle(req, res, heads);
+      if (pending !== undefined) pending.catch((error: unknown) => this.fail(req, res, error, heads));
     } catch (error) {
-      this.fail(req, res, error);
+      this.fail(req, res, error, heads);
     }
   };
 
@@ -98,9 +99,10 @@ export class Pipeline {
       const detail = endpoint.writable ? "this endpoint takes GET, HEAD and PUT" : `${endpoint.name} is read-only: it takes GET and HEAD`;
       throw new ApiError(ERRORS.METHOD_NOT_ALLOWED, detail, { Allow: endpoint.writable ? ALLOW_ALL : ALLOW_READ_ONLY });
     }
+    const subPath = slash === -1 ? "" : rest.slice(slash + 1);
     const waiting = this.authorize(req, heads, endpoint, !isRead);
-    if (waiting !== undefined) return waiting.then(() => this.serve(req, res, heads, endpoint, isRead, path, slash === -1 ? "" : rest.slice(slash + 1)));
-    return this.serve(req, res, heads, endpoint, isRead, path, slash === -1 ? "" : rest.slice(slash + 1));
+    if (waiting !== undefined) return waiting.then(() => this.serve(req, res, heads, endpoint, isRead, path, subPath));
+    return this.serve(req, res, heads, endpoint, isRead, path, subPath);
   }
 
   private serve(req: http.IncomingMessage, res: http.ServerResponse, heads: Heads, endpoint: Endpoint, isRead: boolean, path: string, subPath: string): void | Promise<void> {
@@ -348,7 +350,8 @@ export class Pipeline {
     return warnings;
   }
 
-  private fail(req: http.IncomingMessage, res: http.ServerResponse, error: unknown): void {
+  /** Answers with the error's envelope; `heads` when the pipeline already scanned them (not rescanned). */
+  private fail(req: http.IncomingMessage, res: http.ServerResponse, error: unknown, heads?: Heads): void {
     let entry: CatalogueEntry = ERRORS.INTERNAL;
     let detail: string | undefined;
     let extra: Readonly<Record<string, string>> | undefined;
@@ -364,7 +367,7 @@ export class Pipeline {
       return;
     }
     if (this.logRequests) (req as Request).refusal = detail ?? entry.message;
-    this.answer(req, res, scanHeads(req.rawHeaders).body, entry.status, errorBody(entry, detail), extra);
+    this.answer(req, res, (heads ?? scanHeads(req.rawHeaders)).body, entry.status, errorBody(entry, detail), extra);
   }
 
   /** Sends an envelope (`hasBody`: the request came with one), then the request line of the log (when request lines are on). */
